@@ -1,0 +1,32 @@
+# Quick start: `make sample` (set up + run the job on the bundled sample), `make test` (set up + run the tests).
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+SYSTEM_PACKAGES := dicom3tools dcmtk
+
+.PHONY: setup system-deps sample test bench
+
+setup: $(VENV)/.installed
+
+# torch is pinned through constraints.txt so pip takes the CPU wheel instead of GBs of CUDA packages.
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
+	touch $@
+
+# Independent DICOM validators the tests use (dciodvfy, dcmdump, dcmcjpeg).
+system-deps:
+	@missing=""; for tool in dciodvfy dcmdump dcmcjpeg; do command -v $$tool >/dev/null || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(SYSTEM_PACKAGES); \
+	fi
+
+sample: setup
+	$(BIN)/bonehub sample --out output/sample
+
+test: setup system-deps
+	$(BIN)/python -m pytest
+
+bench: setup
+	$(BIN)/python -m bench

@@ -1,0 +1,97 @@
+"""Schema label map on the CT grid -> one DICOM SEG (LABELMAP by default, BINARY on request).
+
+LABELMAP (Label Map Segmentation Storage, Supplement 243) stores one frame per
+slice with segment numbers as pixel values and compresses losslessly with
+JPEG-LS: about 10x smaller and faster than BINARY for a whole skeleton. BINARY
+is kept for readers that do not know LABELMAP yet (older dcmqi/dciodvfy, the
+Slicer QuantitativeReporting SR plugin).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import highdicom as hd
+import numpy as np
+from pydicom.sr.codedict import codes
+from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless
+
+from labels.schema import BoneSchema, default_schema
+from dicom_io.ct_series import CTSeries
+from dicom_io.provenance import SegmentationSource, derived_uid, segmentation_uids
+from dicom_io.segment_codes import private_scheme_item, segment_description
+
+SegType = Literal["labelmap", "binary"]
+MANUFACTURER = "BoneHub Segmentation"
+SOFTWARE_VERSION = "0.1.0"
+
+
+class EmptySegmentationError(ValueError):
+    """A label map with no structure in it: there is nothing to store."""
+
+
+def write_seg(
+    label_map: np.ndarray,
+    ct: CTSeries,
+    source: SegmentationSource,
+    *,
+    seg_type: SegType = "labelmap",
+    schema: BoneSchema | None = None,
+    series_number: int = 300,
+) -> hd.seg.Segmentation:
+    """Encode a schema-id label map (same shape as ``ct.volume``) as a SEG that references ``ct``.
+
+    One segment per schema structure present, numbered in schema-id order;
+    UIDs derive from (CT series, source) so a rerun yields the same UIDs.
+    """
+    schema = schema or default_schema()
+    if label_map.shape != ct.volume.spatial_shape:
+        raise ValueError(f"label map shape {label_map.shape} is not the CT grid {ct.volume.spatial_shape} of series {ct.series_instance_uid}")
+    present = np.flatnonzero(np.bincount(label_map.ravel().astype(np.intp, copy=False)))
+    present = present[present > 0]
+    if present.size == 0:
+        raise EmptySegmentationError(f"{source.describe()}: no structure in the label map for series {ct.series_instance_uid}")
+    structures = [schema[int(v)] for v in present]  # raises on an id that is not in the schema
+
+    lut = np.zeros(int(present.max()) + 1, dtype=np.uint16)
+    lut[present] = np.arange(1, present.size + 1, dtype=np.uint16)
+    numbers = lut[label_map]
+    algorithm = None
+    if source.algorithm_type != "MANUAL":
+        algorithm = hd.AlgorithmIdentificationSequence(
+            name=source.name[:64], family=codes.cid7162.ArtificialIntelligence, version=source.version[:64],
+            parameters={"augmentation": source.augmentation},
+        )
+    series_uid, sop_uid = segmentation_uids(ct.series_instance_uid, source)
+    descriptions = [segment_description(n, s, source, algorithm, derived_uid(series_uid, s.name)) for n, s in enumerate(structures, start=1)]
+
+    if seg_type == "labelmap":
+        pixels = ct.volume.with_array(numbers.astype(np.uint8 if present.size < 256 else np.uint16))
+        transfer_syntax = JPEGLSLossless
+    elif seg_type == "binary":
+        one_hot = numbers[..., None] == np.arange(1, present.size + 1, dtype=np.uint16)
+        pixels = ct.volume.with_array(one_hot.astype(np.uint8), channels={"Segment Number": list(range(1, present.size + 1))})
+        transfer_syntax = ExplicitVRLittleEndian
+    else:
+        raise ValueError(f"unknown SEG type {seg_type!r}: use 'labelmap' or 'binary'")
+
+    return hd.seg.Segmentation(
+        source_images=list(ct.datasets),
+        pixel_array=pixels,
+        segmentation_type=hd.seg.SegmentationTypeValues.LABELMAP if seg_type == "labelmap" else hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=descriptions,
+        series_instance_uid=series_uid,
+        series_number=series_number,
+        sop_instance_uid=sop_uid,
+        instance_number=1,
+        manufacturer=MANUFACTURER,
+        manufacturer_model_name=source.name[:64],
+        software_versions=SOFTWARE_VERSION,
+        device_serial_number="none",
+        content_label="BONES",
+        content_description=f"bones; augmentation: {source.augmentation}"[:64],
+        series_description=source.describe(),
+        transfer_syntax_uid=transfer_syntax,
+        omit_empty_frames=True,
+        coding_schemes=[private_scheme_item()] if any(s.type.is_private for s in structures) else None,
+    )

@@ -1,0 +1,26 @@
+"""Native model output -> schema label map on the source CT grid.
+
+This is where native labels stop: everything downstream speaks schema ids.
+"""
+
+from __future__ import annotations
+
+import highdicom as hd
+import numpy as np
+
+from dicom_io.ct_series import CTSeries
+from dicom_io.label_images import onto_grid
+from labels.label_sets import LabelSet
+from labels.laterality import patient_left_mask
+
+
+def harmonize_on_ct(native: hd.Volume, label_set: LabelSet, ct: CTSeries) -> np.ndarray:
+    """Bring a native label volume onto the CT grid and translate it into schema ids.
+
+    Labels without laterality are split by the body midline measured on this CT.
+    """
+    on_grid = onto_grid(native, ct.geometry)
+    patient_left = None
+    if label_set.needs_side_split:
+        patient_left = patient_left_mask(ct.volume.array, ct.volume.affine)
+    return label_set.harmonize(on_grid, patient_left)

@@ -1,0 +1,116 @@
+"""``bonehub`` command line: one subcommand per job; a one-line reason and exit code 2 on bad input."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import sys
+from pathlib import Path
+
+from labels.label_sets import UnmappedLabelError, packaged_label_sets
+
+from dicom_io.errors import DicomInputError
+
+log = logging.getLogger("bonehub")
+
+
+def _add_seg_commands(subparsers: argparse._SubParsersAction) -> None:
+    seg = subparsers.add_parser("seg", help="encode label maps as DICOM SEG, decode SEGs to label maps")
+    seg_commands = seg.add_subparsers(dest="seg_command", required=True)
+
+    encode = seg_commands.add_parser("encode", help="CT series + native label map file -> DICOM SEG in the bone schema")
+    encode.add_argument("--ct", required=True, type=Path, help="folder (or file) holding the CT series")
+    encode.add_argument("--series-uid", help="SeriesInstanceUID to pick when the folder holds several series")
+    encode.add_argument("--labels", required=True, type=Path, help="label map file (NIfTI .nii/.nii.gz or NRRD)")
+    encode.add_argument("--label-set", required=True, help=f"native label set: one of {', '.join(packaged_label_sets())}, or a mapping CSV")
+    encode.add_argument("--out", required=True, type=Path, help="SEG file to write")
+    encode.add_argument("--type", choices=("labelmap", "binary"), default="labelmap", help="SEG type (default: labelmap)")
+    encode.add_argument("--source-name", help="algorithm name recorded in the SEG (default: the label set)")
+    encode.add_argument("--source-version", default="unknown", help="algorithm version recorded in the SEG")
+    encode.add_argument("--augmentation", default="none", help="input augmentation the labels were made under")
+    encode.set_defaults(handler=_seg_encode)
+
+    decode = seg_commands.add_parser("decode", help="DICOM SEG -> label map file in schema ids + segment table")
+    decode.add_argument("seg", type=Path, help="SEG file")
+    decode.add_argument("--ct", type=Path, help="CT series folder: pads the label map to the full CT grid")
+    decode.add_argument("--out", required=True, type=Path, help="label map file to write (.nii.gz or .nrrd)")
+    decode.add_argument("--segments", type=Path, help="segment table to write (.csv or .json); default: next to --out")
+    decode.add_argument("--strict", action="store_true", help="fail on segments that are not in the bone schema")
+    decode.set_defaults(handler=_seg_decode)
+
+
+def _seg_encode(args: argparse.Namespace) -> None:
+    from dicom_io.ct_series import read_ct_series
+    from dicom_io.label_images import read_label_image
+    from dicom_io.provenance import SegmentationSource
+    from dicom_io.seg_writer import write_seg
+    from labels.label_sets import load_label_set
+    from models.harmonize import harmonize_on_ct
+
+    ct = read_ct_series(args.ct, args.series_uid)
+    label_set = load_label_set(args.label_set)
+    schema_map = harmonize_on_ct(read_label_image(args.labels), label_set, ct)
+    source = SegmentationSource(args.source_name or label_set.name, args.source_version, args.augmentation)
+    seg = write_seg(schema_map, ct, source, seg_type=args.type)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    seg.save_as(args.out)
+    print(f"wrote {args.out}: {args.type} SEG {seg.SOPInstanceUID} with {len(seg.SegmentSequence)} segments for series {ct.series_instance_uid}")
+
+
+def _seg_decode(args: argparse.Namespace) -> None:
+    from dicom_io.ct_series import read_ct_series
+    from dicom_io.label_images import write_label_image
+    from dicom_io.seg_reader import read_seg
+
+    ct = read_ct_series(args.ct) if args.ct else None
+    decoded = read_seg(args.seg, ct, strict=args.strict)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    write_label_image(decoded.volume, args.out)
+    table = args.segments or args.out.with_name(args.out.name.split(".")[0] + "_segments.csv")
+    rows = [s.as_row() for s in decoded.segments]
+    if table.suffix == ".json":
+        table.write_text(json.dumps(rows, indent=2))
+    else:
+        with table.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["segment_number"])
+            writer.writeheader()
+            writer.writerows(rows)
+    print(f"wrote {args.out} ({len(decoded.segments) - len(decoded.ignored)} bones, {len(decoded.ignored)} segments not in the schema) and {table}")
+
+
+def _add_sample_command(subparsers: argparse._SubParsersAction) -> None:
+    sample = subparsers.add_parser("sample", help="run what exists of the pipeline on the bundled sample CT")
+    sample.add_argument("--out", type=Path, default=Path("output/sample"), help="output folder (default: output/sample)")
+    sample.set_defaults(handler=_sample)
+
+
+def _sample(args: argparse.Namespace) -> None:
+    from pipeline.sample_job import run_sample
+
+    run_sample(args.out)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bonehub", description="Multi-model bone segmentation of CT, automatic QC and review, DICOM native.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    _add_sample_command(subparsers)
+    _add_seg_commands(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        args.handler(args)
+    except (DicomInputError, UnmappedLabelError, ValueError, FileNotFoundError) as error:
+        print(f"bonehub: error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
