@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pydicom.uid import generate_uid
+import uuid
 
 from dicom_io.uids import validate_uid
 
@@ -29,9 +29,15 @@ class SegmentationSource:
         return text[:64]
 
 
+_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "bonehub-segmentation")
+
+
 def derived_uid(*parts: str) -> str:
-    """A UID (2.25 form) that is a pure function of ``parts``: same inputs, same UID."""
-    return generate_uid(prefix=None, entropy_srcs=[str(p) for p in parts])
+    """A UID that is a pure function of ``parts``: a name-based (SHA-1) UUID under the 2.25 root (PS3.5 B.2).
+
+    pydicom's ``generate_uid(prefix=None)`` ignores its entropy sources and is random, so it cannot be used here.
+    """
+    return f"2.25.{uuid.uuid5(_NAMESPACE, chr(31).join(str(p) for p in parts)).int}"
 
 
 def segmentation_uids(source_series_uid: str, source: SegmentationSource) -> tuple[str, str]:

@@ -45,7 +45,8 @@ class DecodedSeg:
 
     @property
     def ignored(self) -> tuple[SegmentInfo, ...]:
-        return tuple(s for s in self.segments if s.schema_name is None)
+        """Segments that are neither bones of the schema nor the LABELMAP background (segment 0)."""
+        return tuple(s for s in self.segments if s.schema_name is None and s.number != 0)
 
 
 def load_segmentation(seg: str | os.PathLike | Dataset | hd.seg.Segmentation) -> hd.seg.Segmentation:
@@ -71,8 +72,7 @@ def read_seg(
     seg = load_segmentation(seg)
     where = f"SEG {seg.SOPInstanceUID}"
     segments = tuple(resolve_segment(item, schema) for item in seg.SegmentSequence)
-    unresolved = [s for s in segments if s.schema_name is None and s.number != 0]
-    if strict and unresolved:
+    if strict and (unresolved := [s for s in segments if s.schema_name is None and s.number != 0]):
         listed = "; ".join(f"segment {s.number} {s.label!r} ({s.type.scheme} {s.type.value} {s.type.meaning}): {s.reason}" for s in unresolved)
         raise UnknownSegmentError(f"{where}: segments not in the bone schema: {listed}")
     referenced = tuple(str(item.SeriesInstanceUID) for item in seg.get("ReferencedSeriesSequence", []))
@@ -108,7 +108,7 @@ def _segment_number_volume(seg: hd.seg.Segmentation, numbers: list[int], where: 
         return geometry.with_array(np.zeros(geometry.spatial_shape, np.uint16))
     try:
         return seg.get_volume(segment_numbers=numbers, combine_segments=True, relabel=False, dtype=np.uint16)
-    except ValueError as error:
+    except (ValueError, RuntimeError) as error:
         if "overlap" in str(error).lower():
             raise SegOverlapError(f"{where}: bone segments {numbers} overlap; a bone label map needs disjoint segments") from error
         raise

@@ -1,10 +1,12 @@
 """Schema label map on the CT grid -> one DICOM SEG (LABELMAP by default, BINARY on request).
 
 LABELMAP (Label Map Segmentation Storage, Supplement 243) stores one frame per
-slice with segment numbers as pixel values and compresses losslessly with
-JPEG-LS: about 10x smaller and faster than BINARY for a whole skeleton. BINARY
-is kept for readers that do not know LABELMAP yet (older dcmqi/dciodvfy, the
-Slicer QuantitativeReporting SR plugin).
+slice with segment numbers as pixel values, compressed with RLE Lossless: far
+smaller and faster than BINARY for a whole skeleton. RLE rather than JPEG-LS or
+JPEG 2000 because dcmqi 1.5.7 (the SEG reader 3D Slicer uses) refuses both
+("JPEG-LS ... uses lossy compression", "Cannot decompress"), and reads RLE. BINARY
+is stored uncompressed for the same reason; it is kept for readers that do not
+know LABELMAP yet (the 2022 dciodvfy, Slicer's QuantitativeReporting SR plugin).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Literal
 import highdicom as hd
 import numpy as np
 from pydicom.sr.codedict import codes
-from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless
+from pydicom.uid import ExplicitVRLittleEndian, RLELossless
 
 from labels.schema import BoneSchema, default_schema
 from dicom_io.ct_series import CTSeries
@@ -65,20 +67,15 @@ def write_seg(
     series_uid, sop_uid = segmentation_uids(ct.series_instance_uid, source)
     descriptions = [segment_description(n, s, source, algorithm, derived_uid(series_uid, s.name)) for n, s in enumerate(structures, start=1)]
 
-    if seg_type == "labelmap":
-        pixels = ct.volume.with_array(numbers.astype(np.uint8 if present.size < 256 else np.uint16))
-        transfer_syntax = JPEGLSLossless
-    elif seg_type == "binary":
-        one_hot = numbers[..., None] == np.arange(1, present.size + 1, dtype=np.uint16)
-        pixels = ct.volume.with_array(one_hot.astype(np.uint8), channels={"Segment Number": list(range(1, present.size + 1))})
-        transfer_syntax = ExplicitVRLittleEndian
-    else:
+    if seg_type not in ("labelmap", "binary"):
         raise ValueError(f"unknown SEG type {seg_type!r}: use 'labelmap' or 'binary'")
-
+    # highdicom takes the segment-number label map for both types and splits it per segment for BINARY.
+    pixels = ct.volume.with_array(numbers.astype(np.uint8 if present.size < 256 else np.uint16))
+    labelmap = seg_type == "labelmap"
     return hd.seg.Segmentation(
         source_images=list(ct.datasets),
         pixel_array=pixels,
-        segmentation_type=hd.seg.SegmentationTypeValues.LABELMAP if seg_type == "labelmap" else hd.seg.SegmentationTypeValues.BINARY,
+        segmentation_type=hd.seg.SegmentationTypeValues.LABELMAP if labelmap else hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=descriptions,
         series_instance_uid=series_uid,
         series_number=series_number,
@@ -91,7 +88,7 @@ def write_seg(
         content_label="BONES",
         content_description=f"bones; augmentation: {source.augmentation}"[:64],
         series_description=source.describe(),
-        transfer_syntax_uid=transfer_syntax,
+        transfer_syntax_uid=RLELossless if labelmap else ExplicitVRLittleEndian,
         omit_empty_frames=True,
         coding_schemes=[private_scheme_item()] if any(s.type.is_private for s in structures) else None,
     )
