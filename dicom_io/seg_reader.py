@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import highdicom as hd
 import numpy as np
 from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
 
 from labels.schema import BoneSchema, default_schema
 from dicom_io.ct_series import CTSeries
@@ -56,7 +57,7 @@ def load_segmentation(seg: str | os.PathLike | Dataset | hd.seg.Segmentation) ->
         return hd.seg.Segmentation.from_dataset(seg, copy=False)
     try:
         return hd.seg.segread(seg)
-    except (AttributeError, ValueError, TypeError) as error:
+    except (InvalidDicomError, AttributeError, ValueError, TypeError, KeyError) as error:
         raise DicomInputError(f"{seg}: not a readable DICOM SEG ({error})") from error
 
 

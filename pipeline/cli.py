@@ -56,7 +56,8 @@ def _seg_encode(args: argparse.Namespace) -> None:
     seg = write_seg(schema_map, ct, source, seg_type=args.type)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     seg.save_as(args.out)
-    print(f"wrote {args.out}: {args.type} SEG {seg.SOPInstanceUID} with {len(seg.SegmentSequence)} segments for series {ct.series_instance_uid}")
+    bones = sum(1 for item in seg.SegmentSequence if item.SegmentNumber != 0)  # LABELMAP adds background segment 0
+    print(f"wrote {args.out}: {args.type} SEG {seg.SOPInstanceUID} with {bones} bone segments for series {ct.series_instance_uid}")
 
 
 def _seg_decode(args: argparse.Namespace) -> None:
@@ -83,13 +84,14 @@ def _seg_decode(args: argparse.Namespace) -> None:
 def _add_sample_command(subparsers: argparse._SubParsersAction) -> None:
     sample = subparsers.add_parser("sample", help="run what exists of the pipeline on the bundled sample CT")
     sample.add_argument("--out", type=Path, default=Path("output/sample"), help="output folder (default: output/sample)")
+    sample.add_argument("--data", type=Path, help="sample folder with ct/ and the NIfTI results (default: the bundled sample)")
     sample.set_defaults(handler=_sample)
 
 
 def _sample(args: argparse.Namespace) -> None:
-    from pipeline.sample_job import run_sample
+    from pipeline.sample_job import SAMPLE, run_sample
 
-    run_sample(args.out)
+    run_sample(args.out, args.data or SAMPLE)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,91 @@
+"""The ``bonehub`` command line: seg encode/decode end to end, the sample job, one-line errors."""
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+import highdicom as hd
+from labels.schema import default_schema
+from pipeline.cli import main
+
+FULL = "seg_totalsegmentator_v2_full.nii.gz"
+
+
+def run_cli(*args: str) -> int:
+    return main([str(a) for a in args])
+
+
+def test_console_script_help():
+    bonehub = Path(sys.executable).parent / "bonehub"
+    result = subprocess.run([str(bonehub), "--help"], capture_output=True, text=True)
+    assert result.returncode == 0
+    for command in ("sample", "seg"):
+        assert command in result.stdout
+    seg_help = subprocess.run([str(bonehub), "seg", "encode", "--help"], capture_output=True, text=True).stdout
+    assert "--label-set" in seg_help and "totalsegmentator_total_v1" in seg_help
+
+
+def test_encode_then_decode(sample_dir, sample_ct, sample_schema_maps, tmp_path, capsys):
+    seg_path, label_path = tmp_path / "out" / "full.dcm", tmp_path / "decoded.nii.gz"
+    assert run_cli("seg", "encode", "--ct", sample_dir / "ct", "--labels", sample_dir / FULL, "--label-set", "totalsegmentator_total", "--out", seg_path) == 0
+    assert "17 bone segments" in capsys.readouterr().out
+    assert run_cli("seg", "decode", seg_path, "--ct", sample_dir / "ct", "--out", label_path) == 0
+    decoded = hd.Volume.from_simpleitk(sitk.ReadImage(str(label_path))).match_geometry(sample_ct.geometry)
+    np.testing.assert_array_equal(decoded.array, sample_schema_maps[FULL])
+    rows = list(csv.DictReader((tmp_path / "decoded_segments.csv").open()))
+    assert {r["schema_name"] for r in rows} >= {"rib_left_7", "vertebra_L1"}
+    assert run_cli("seg", "decode", seg_path, "--out", tmp_path / "no_ct.nrrd", "--segments", tmp_path / "s.json") == 0
+    assert (tmp_path / "s.json").read_text().startswith("[")
+
+
+def test_encode_splits_appendicular_bones_by_the_midline(sample_dir, sample_ct, tmp_path):
+    """TotalSegmentator appendicular_bones has no sides: a blob on each side becomes a left and a right tibia."""
+    native = np.zeros(sample_ct.volume.spatial_shape, np.uint8)
+    native[10:15, 40:50, 10:20] = 2  # tibia; low column index = patient right (rows run to the patient's left)
+    native[10:15, 40:50, 100:110] = 2
+    label_path = tmp_path / "appendicular.nii.gz"
+    sitk.WriteImage(sample_ct.volume.with_array(native).to_simpleitk(), str(label_path))
+    seg_path = tmp_path / "app.dcm"
+    assert run_cli("seg", "encode", "--ct", sample_dir / "ct", "--labels", label_path, "--label-set", "totalsegmentator_appendicular_bones", "--out", seg_path, "--type", "binary") == 0
+    import pydicom
+
+    assert sorted(item.TrackingID for item in pydicom.dcmread(seg_path).SegmentSequence) == ["tibia_left", "tibia_right"]
+
+
+def test_sample_job(tmp_path, capsys):
+    assert run_cli("sample", "--out", tmp_path) == 0
+    out = capsys.readouterr().out
+    assert out.count("read back identical") == 2
+    assert len(list((tmp_path / "seg").glob("*.dcm"))) == 2
+    assert run_cli("sample", "--out", tmp_path) == 0  # a rerun overwrites the same files: deterministic UIDs
+    assert len(list((tmp_path / "seg").glob("*.dcm"))) == 2
+
+
+@pytest.mark.parametrize(
+    "make_args, message",
+    [
+        (lambda d, t: ["seg", "encode", "--ct", t / "missing", "--labels", d / FULL, "--label-set", "totalsegmentator_total", "--out", t / "x.dcm"], "missing"),
+        (lambda d, t: ["seg", "encode", "--ct", d / "ct", "--labels", d / FULL, "--label-set", "no_such_model", "--out", t / "x.dcm"], "unknown label set 'no_such_model'"),
+        (lambda d, t: ["seg", "encode", "--ct", d / "ct", "--labels", d / FULL, "--label-set", "totalsegmentator_appendicular_bones", "--out", t / "x.dcm"], "'totalsegmentator_appendicular_bones' has no mapping for native label value(s) [13, 14, 18,"),
+        (lambda d, t: ["seg", "encode", "--ct", d / "ct", "--labels", t / "nope.nii.gz", "--label-set", "totalsegmentator_total", "--out", t / "x.dcm"], "cannot read label image"),
+        (lambda d, t: ["seg", "decode", d / FULL, "--out", t / "x.nii.gz"], "not a readable DICOM SEG"),
+    ],
+    ids=["missing-ct", "unknown-label-set", "unmapped-label", "missing-labels", "not-a-seg"],
+)
+def test_bad_input_exits_2_with_a_one_line_reason(make_args, message, sample_dir, tmp_path, capsys):
+    assert run_cli(*make_args(sample_dir, tmp_path)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bonehub: error: ") and err.count("\n") == 1
+    assert message in err
+    assert not (tmp_path / "x.dcm").exists()
+
+
+def test_strict_decode_names_the_unknown_segment(test_data, tmp_path, capsys):
+    assert run_cli("seg", "decode", test_data / "seg_examples" / "liver.dcm", "--strict", "--out", tmp_path / "x.nii.gz") == 2
+    assert "'Liver'" in capsys.readouterr().err
+    assert default_schema()  # the schema itself stays loadable after errors
