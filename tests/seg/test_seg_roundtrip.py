@@ -107,3 +107,15 @@ def test_bad_label_maps_are_rejected_with_the_reason(sample_ct):
     unknown[0, 0, 0] = 999
     with pytest.raises(KeyError, match="999"):
         write_seg(unknown, sample_ct, SOURCE)
+
+
+@pytest.mark.parametrize("seg_type", ["labelmap", "binary"])
+def test_omitted_empty_frames_are_padded_back_onto_the_ct_grid(seg_type, sample_ct, sample_schema_maps):
+    schema_map = sample_schema_maps["seg_totalsegmentator_v2_full.nii.gz"].copy()
+    schema_map[:10] = 0
+    schema_map[21:] = 0
+    seg = write_seg(schema_map, sample_ct, SOURCE, seg_type=seg_type)
+    if seg_type == "labelmap":
+        assert seg.NumberOfFrames == 11  # one frame per non-empty slice
+    assert read_seg(seg).volume.spatial_shape[0] == 11  # without the CT only the stored extent is known
+    np.testing.assert_array_equal(read_seg(seg, sample_ct).volume.array, schema_map)
