@@ -86,6 +86,6 @@ def test_bad_input_exits_2_with_a_one_line_reason(make_args, message, sample_dir
 
 
 def test_strict_decode_names_the_unknown_segment(test_data, tmp_path, capsys):
-    assert run_cli("seg", "decode", test_data / "seg_examples" / "liver.dcm", "--strict", "--out", tmp_path / "x.nii.gz") == 2
+    assert run_cli("seg", "decode", test_data / "dcmqi_ct3slice" / "liver.dcm", "--strict", "--out", tmp_path / "x.nii.gz") == 2
     assert "'Liver'" in capsys.readouterr().err
     assert default_schema()  # the schema itself stays loadable after errors

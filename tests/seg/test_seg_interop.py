@@ -96,12 +96,12 @@ def test_dcmqi_liver_seg_on_real_ct_slices(test_data):
     from dicom_io.ct_series import read_ct_series
 
     ct = read_ct_series(test_data / "dcmqi_ct3slice")
-    decoded = read_seg(test_data / "seg_examples" / "liver.dcm", ct)
+    decoded = read_seg(test_data / "dcmqi_ct3slice" / "liver.dcm", ct)
     assert decoded.volume.spatial_shape == ct.volume.spatial_shape
     assert not decoded.volume.array.any()  # a liver is not a bone
     assert [(s.label, s.reason) for s in decoded.ignored] == [("Liver", "category is not an anatomical structure")]
     with pytest.raises(UnknownSegmentError, match=r"segment 1 'Liver' \(SRT T-62000 Liver\)"):
-        read_seg(test_data / "seg_examples" / "liver.dcm", ct, strict=True)
+        read_seg(test_data / "dcmqi_ct3slice" / "liver.dcm", ct, strict=True)
 
 
 def test_highdicom_example_segs(test_data):
@@ -136,5 +136,5 @@ def test_seg_of_another_series_is_rejected(sample_ct, test_data):
 
     other = read_ct_series(test_data / "dcmqi_ct3slice")
     with pytest.raises(SegGeometryError, match="frame of reference"):
-        read_seg(test_data / "seg_examples" / "liver.dcm", sample_ct)
+        read_seg(test_data / "dcmqi_ct3slice" / "liver.dcm", sample_ct)
     assert other.series_instance_uid != sample_ct.series_instance_uid

@@ -1,0 +1,53 @@
+"""Errors raised for DICOM input we refuse to use.
+
+Every message names the problem and where it is (file path or UID), so a
+failed batch job can be traced to the offending object without a debugger.
+"""
+
+
+class DicomInputError(ValueError):
+    """DICOM input that cannot be used as given."""
+
+
+class NotCTError(DicomInputError):
+    """The selected object or series is not CT (its modality is named)."""
+
+
+class SeriesSelectionError(DicomInputError):
+    """No series, an ambiguous choice of series, or a requested UID not found."""
+
+
+class TooFewSlicesError(DicomInputError):
+    """A series with fewer than two slices does not define a volume."""
+
+
+class MissingAttributeError(DicomInputError):
+    """A required attribute is absent."""
+
+
+class MissingFrameOfReferenceError(MissingAttributeError):
+    """FrameOfReferenceUID is absent, so positions cannot be related to others."""
+
+
+class InvalidUIDError(DicomInputError):
+    """A UID is empty or not a valid DICOM UID."""
+
+
+class MissingSliceError(DicomInputError):
+    """A gap of a whole number of slice spacings: slices are missing."""
+
+
+class DuplicateSliceError(DicomInputError):
+    """Two slices share a position or a SOPInstanceUID."""
+
+
+class NonUniformSpacingError(DicomInputError):
+    """Slice spacing varies beyond the tolerance."""
+
+
+class GantryTiltError(DicomInputError):
+    """Slices are not stacked along their normal (tilted gantry)."""
+
+
+class InconsistentGeometryError(DicomInputError):
+    """Orientation, matrix size, pixel spacing or frame of reference differ."""
