@@ -3,7 +3,9 @@
 SimpleITK reads both formats into LPS physical space, so a NIfTI stored in RAS
 and a DICOM CT meet in one coordinate system without hand-written flips. A
 label image on the CT grid up to axis order/flips is matched exactly; any other
-grid is resampled nearest-neighbour onto the CT grid.
+grid is resampled nearest-neighbour onto the CT grid. A label map that does not
+lie inside the CT (wrong file, wrong orientation, wrong frame) is refused rather
+than silently cropped.
 """
 
 from __future__ import annotations
@@ -18,6 +20,13 @@ import SimpleITK as sitk
 from dicom_io.errors import DicomInputError
 
 log = logging.getLogger(__name__)
+
+MAX_OUTSIDE_FRACTION = 0.01  # share of labelled voxels allowed to fall outside the CT grid
+LABEL_IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
+
+
+class LabelGridError(DicomInputError):
+    """A label map that does not fit the CT it is meant for."""
 
 
 def read_label_image(path: str | os.PathLike) -> hd.Volume:
@@ -38,15 +47,39 @@ def read_label_image(path: str | os.PathLike) -> hd.Volume:
 
 def write_label_image(volume: hd.Volume, path: str | os.PathLike) -> None:
     """Write a label volume as NIfTI or NRRD (by file extension), compressed."""
+    if not str(path).lower().endswith(LABEL_IMAGE_SUFFIXES):
+        raise DicomInputError(f"{path}: label image must end in one of {', '.join(LABEL_IMAGE_SUFFIXES)}")
     sitk.WriteImage(volume.to_simpleitk(), str(path), useCompression=True)
 
 
-def onto_grid(labels: hd.Volume, geometry: hd.VolumeGeometry) -> np.ndarray:
+def onto_grid(labels: hd.Volume, geometry: hd.VolumeGeometry, *, where: str = "label map") -> np.ndarray:
     """The label array on ``geometry``: exact when the grids coincide up to axis order, else nearest-neighbour."""
+    _check_inside(labels, geometry, where)
     try:
-        return labels.match_geometry(geometry).array
+        matched = labels.match_geometry(geometry)
+        # highdicom 0.28 can return a finer grid unchanged instead of raising; only trust an exact result.
+        if matched.spatial_shape == geometry.spatial_shape and np.allclose(matched.affine, geometry.affine, atol=1e-4):
+            return matched.array
     except (ValueError, RuntimeError):
-        log.info("label grid differs from the CT grid: resampling nearest-neighbour")
+        pass
+    log.info("%s: grid differs from the CT grid, resampling nearest-neighbour", where)
     reference = geometry.with_array(np.zeros(geometry.spatial_shape, np.uint8)).to_simpleitk()
     moved = sitk.Resample(labels.to_simpleitk(), reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
     return hd.Volume.from_simpleitk(moved).match_geometry(geometry).array
+
+
+def _check_inside(labels: hd.Volume, geometry: hd.VolumeGeometry, where: str) -> None:
+    """Refuse a label map whose labelled voxels mostly fall outside the CT grid."""
+    step = 2  # every 8th voxel is plenty for a fraction and keeps whole-body maps fast
+    indices = np.argwhere(labels.array[::step, ::step, ::step]) * step
+    if len(indices) == 0:
+        return
+    world = labels.map_indices_to_reference(indices)
+    on_ct = geometry.map_reference_to_indices(world, round_output=False)
+    inside = np.all((on_ct > -0.5) & (on_ct < np.array(geometry.spatial_shape) - 0.5), axis=1)
+    outside = 1.0 - inside.mean()
+    if outside > MAX_OUTSIDE_FRACTION:
+        raise LabelGridError(
+            f"{where}: {outside:.0%} of its labelled voxels lie outside the CT grid "
+            "(another series, a wrong orientation or a wrong frame of reference?)"
+        )

@@ -1,7 +1,7 @@
 """Who made a segmentation, and the deterministic UIDs that follow from it.
 
 Output identity derives from (source series UID, source name, version,
-augmentation), so rerunning a job overwrites instead of duplicating and a
+augmentation, SEG type), so rerunning a job overwrites instead of duplicating and a
 crashed run can resume by skipping outputs that already exist.
 """
 
@@ -40,8 +40,8 @@ def derived_uid(*parts: str) -> str:
     return f"2.25.{uuid.uuid5(_NAMESPACE, chr(31).join(str(p) for p in parts)).int}"
 
 
-def segmentation_uids(source_series_uid: str, source: SegmentationSource) -> tuple[str, str]:
-    """(SeriesInstanceUID, SOPInstanceUID) of the SEG for this series and source."""
+def segmentation_uids(source_series_uid: str, source: SegmentationSource, seg_type: str) -> tuple[str, str]:
+    """(SeriesInstanceUID, SOPInstanceUID) of the SEG of this type for this series and source."""
     validate_uid(source_series_uid, "source SeriesInstanceUID")
-    key = (source_series_uid, source.name, source.version, source.augmentation)
+    key = (source_series_uid, source.name, source.version, source.augmentation, seg_type)
     return derived_uid(*key, "series"), derived_uid(*key, "instance")

@@ -9,7 +9,7 @@ not silently merged; ``strict=True`` turns them into an error.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import highdicom as hd
 import numpy as np
@@ -72,7 +72,7 @@ def read_seg(
     schema = schema or default_schema()
     seg = load_segmentation(seg)
     where = f"SEG {seg.SOPInstanceUID}"
-    segments = tuple(resolve_segment(item, schema) for item in seg.SegmentSequence)
+    segments = _resolve_group_remainders(tuple(resolve_segment(item, schema) for item in seg.SegmentSequence), schema, where)
     if strict and (unresolved := [s for s in segments if s.schema_name is None and s.number != 0]):
         listed = "; ".join(f"segment {s.number} {s.label!r} ({s.type.scheme} {s.type.value} {s.type.meaning}): {s.reason}" for s in unresolved)
         raise UnknownSegmentError(f"{where}: segments not in the bone schema: {listed}")
@@ -91,6 +91,9 @@ def read_seg(
             volume = volume.match_geometry(ct.geometry)
         except (ValueError, RuntimeError) as error:
             raise SegGeometryError(f"{where}: its grid does not match CT series {ct.series_instance_uid} ({error})") from error
+        # highdicom 0.28 can return a finer grid unchanged instead of raising; only accept the CT grid itself.
+        if volume.spatial_shape != ct.volume.spatial_shape or not np.allclose(volume.affine, ct.volume.affine, atol=1e-4):
+            raise SegGeometryError(f"{where}: its grid {volume.spatial_shape} is not the grid {ct.volume.spatial_shape} of CT series {ct.series_instance_uid}")
     return DecodedSeg(volume, segments, str(seg.SOPInstanceUID), str(seg.SeriesInstanceUID), referenced)
 
 
@@ -102,14 +105,51 @@ def _check_belongs_to(seg: hd.seg.Segmentation, ct: CTSeries, referenced: tuple[
         raise SegGeometryError(f"{where}: references series {list(referenced)}, not CT series {ct.series_instance_uid}")
 
 
+def _resolve_group_remainders(segments: tuple[SegmentInfo, ...], schema: BoneSchema, where: str) -> tuple[SegmentInfo, ...]:
+    """A group segment next to segments of its own parts means "the rest of the group".
+
+    TotalSegmentator v2 codes its ``sacrum`` (the sacrum without S1) with the
+    sacrum's code next to a separate S1 segment; read literally it would claim
+    the whole sacrum. When exactly one part of the group is not segmented on its
+    own, the group segment becomes that part; otherwise the SEG is ambiguous.
+    """
+    named = {s.schema_name for s in segments if s.schema_name}
+    resolved = []
+    for segment in segments:
+        parts = [d.name for d in schema.descendants(segment.schema_name)] if segment.schema_name else []
+        if parts and named & set(parts):
+            rest = [p for p in parts if schema[p].level == "bone" and p not in named]
+            if len(rest) != 1:
+                raise SegGeometryError(f"{where}: segment {segment.number} {segment.label!r} ({segment.schema_name}) overlaps segments of its own parts {sorted(named & set(parts))}")
+            segment = replace(segment, schema_name=rest[0], reason=f"{segment.reason}; the rest of {segment.schema_name}")
+        resolved.append(segment)
+    return tuple(resolved)
+
+
 def _segment_number_volume(seg: hd.seg.Segmentation, numbers: list[int], where: str, ct: CTSeries | None) -> hd.Volume:
     """Volume whose voxels hold segment numbers (0 = none) for the wanted segments."""
     if not numbers:
         geometry = ct.geometry if ct is not None else seg.get_volume_geometry()
         return geometry.with_array(np.zeros(geometry.spatial_shape, np.uint16))
+    if seg.segmentation_type == hd.seg.SegmentationTypeValues.FRACTIONAL:
+        return _fractional_as_numbers(seg, numbers, where)
     try:
         return seg.get_volume(segment_numbers=numbers, combine_segments=True, relabel=False, dtype=np.uint16)
     except (ValueError, RuntimeError) as error:
         if "overlap" in str(error).lower():
             raise SegOverlapError(f"{where}: bone segments {numbers} overlap; a bone label map needs disjoint segments") from error
         raise
+
+
+def _fractional_as_numbers(seg: hd.seg.Segmentation, numbers: list[int], where: str) -> hd.Volume:
+    """FRACTIONAL segments thresholded at 0.5 (probability or occupancy), combined without overlap."""
+    combined = None
+    for number in numbers:
+        fraction = seg.get_volume(segment_numbers=[number], rescale_fractional=True, dtype=np.float32).squeeze_channel()
+        if combined is None:
+            combined = fraction.with_array(np.zeros(fraction.spatial_shape, np.uint16))
+        inside = fraction.array >= 0.5
+        if (combined.array[inside] != 0).any():
+            raise SegOverlapError(f"{where}: fractional segment {number} overlaps another bone segment at >= 0.5")
+        combined.array[inside] = number
+    return combined

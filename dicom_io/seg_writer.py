@@ -11,6 +11,7 @@ know LABELMAP yet (the 2022 dciodvfy, Slicer's QuantitativeReporting SR plugin).
 
 from __future__ import annotations
 
+from importlib.metadata import version
 from typing import Literal
 
 import highdicom as hd
@@ -20,15 +21,16 @@ from pydicom.uid import ExplicitVRLittleEndian, RLELossless
 
 from labels.schema import BoneSchema, default_schema
 from dicom_io.ct_series import CTSeries
+from dicom_io.errors import DicomInputError
 from dicom_io.provenance import SegmentationSource, derived_uid, segmentation_uids
 from dicom_io.segment_codes import private_scheme_item, segment_description
 
 SegType = Literal["labelmap", "binary"]
 MANUFACTURER = "BoneHub Segmentation"
-SOFTWARE_VERSION = "0.1.0"
+SOFTWARE_VERSION = version("bonehub-segmentation")
 
 
-class EmptySegmentationError(ValueError):
+class EmptySegmentationError(DicomInputError):
     """A label map with no structure in it: there is nothing to store."""
 
 
@@ -64,11 +66,11 @@ def write_seg(
             name=source.name[:64], family=codes.cid7162.ArtificialIntelligence, version=source.version[:64],
             parameters={"augmentation": source.augmentation},
         )
-    series_uid, sop_uid = segmentation_uids(ct.series_instance_uid, source)
-    descriptions = [segment_description(n, s, source, algorithm, derived_uid(series_uid, s.name)) for n, s in enumerate(structures, start=1)]
-
     if seg_type not in ("labelmap", "binary"):
         raise ValueError(f"unknown SEG type {seg_type!r}: use 'labelmap' or 'binary'")
+    series_uid, sop_uid = segmentation_uids(ct.series_instance_uid, source, seg_type)
+    descriptions = [segment_description(n, s, source, algorithm, derived_uid(series_uid, s.name)) for n, s in enumerate(structures, start=1)]
+
     # highdicom takes the segment-number label map for both types and splits it per segment for BINARY.
     pixels = ct.volume.with_array(numbers.astype(np.uint8 if present.size < 256 else np.uint16))
     labelmap = seg_type == "labelmap"

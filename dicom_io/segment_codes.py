@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import highdicom as hd
 from pydicom.dataset import Dataset
+from pydicom.sr._snomed_dict import mapping as _snomed_mapping
 from pydicom.sequence import Sequence as DicomSequence
 
 from labels.label_sets import load_label_set, packaged_label_sets
@@ -27,6 +28,9 @@ from labels.schema import (
     Structure,
 )
 from dicom_io.provenance import SegmentationSource
+
+
+SRT_TO_SCT: dict[str, str] = _snomed_mapping["SRT"]
 
 
 def coded(code: Code) -> hd.sr.CodedConcept:
@@ -72,12 +76,16 @@ def private_scheme_item() -> hd.coding_schemes.CodingSchemeIdentificationItem:
 
 
 def _code(item: Dataset) -> Code:
-    return Code(str(item.CodingSchemeDesignator), str(item.CodeValue), str(item.get("CodeMeaning", "")))
+    """The item's code; legacy SNOMED RT (SRT, used by older Slicer/dcmqi/IDC SEGs) translated to SCT."""
+    code = Code(str(item.CodingSchemeDesignator), str(item.CodeValue), str(item.get("CodeMeaning", "")))
+    if code.scheme == "SRT" and code.value in SRT_TO_SCT:
+        return Code("SCT", SRT_TO_SCT[code.value], code.meaning)
+    return code
 
 
 def _laterality(type_item: Dataset) -> str | None:
     for modifier in type_item.get("SegmentedPropertyTypeModifierCodeSequence", []):
-        key = (modifier.CodingSchemeDesignator, modifier.CodeValue)
+        key = _code(modifier).key
         if key == LEFT[:2]:
             return "left"
         if key == RIGHT[:2]:
@@ -127,9 +135,15 @@ def resolve_segment(item: Dataset, schema: BoneSchema) -> SegmentInfo:
     by_label = _structure_for_label(label, schema)
     if by_label is not None:
         return info(by_label, "segment label")
+    if _names_a_label_without_side(label):
+        return info(None, "a label without laterality (e.g. TotalSegmentator appendicular_bones): its side is unknown")
     if not schema.is_anatomical_category(category):
         return info(None, "category is not an anatomical structure")
     return info(None, "not a structure of the bone schema")
+
+
+def _names_a_label_without_side(label: str) -> bool:
+    return any((native := load_label_set(name).by_name(label.strip())) is not None and native.split_by_side for name in packaged_label_sets())
 
 
 def _structure_for_label(label: str, schema: BoneSchema) -> str | None:

@@ -29,6 +29,10 @@ class UnmappedLabelError(ValueError):
     """A native label value that the source's mapping table does not list."""
 
 
+class LabelSetError(ValueError):
+    """A label set that cannot be used: unknown name, malformed mapping table, target not in the schema."""
+
+
 @dataclass(frozen=True)
 class NativeLabel:
     value: int
@@ -51,18 +55,23 @@ class LabelSet:
     def __init__(self, name: str, labels: Iterable[NativeLabel], schema: BoneSchema | None = None):
         self.name = name
         self.schema = schema or default_schema()
+        labels = list(labels)
         self.labels = {label.value: label for label in labels}
-        for label in self.labels.values():
+        for field in ("value", "name"):
+            seen = [getattr(label, field) for label in labels]
+            if duplicates := sorted({v for v in seen if seen.count(v) > 1}, key=str):
+                raise LabelSetError(f"label set {name!r}: native {field}(s) {duplicates} listed more than once")
+        for label in labels:
             if label.value <= 0:
-                raise ValueError(f"label set {name!r}: native value {label.value} must be > 0 (0 is background)")
+                raise LabelSetError(f"label set {name!r}: native value {label.value} must be > 0 (0 is background)")
             for target in label.targets():
                 if target not in self.schema:
-                    raise ValueError(f"label set {name!r}: {label.name!r} maps to {target!r}, which is not in the bone schema")
+                    raise LabelSetError(f"label set {name!r}: {label.name!r} maps to {target!r}, which is not in the bone schema")
 
     @classmethod
     def from_csv(cls, path: str | Path, name: str | None = None, schema: BoneSchema | None = None) -> LabelSet:
         path = Path(path)
-        return cls(name or path.stem, _read_rows(path.read_text()), schema)
+        return cls(name or path.stem, _read_rows(path.read_text(), str(path)), schema)
 
     def __repr__(self) -> str:
         return f"LabelSet({self.name!r}, {len(self.labels)} labels)"
@@ -75,8 +84,9 @@ class LabelSet:
         return frozenset(t for label in self.labels.values() for t in label.targets())
 
     @property
-    def needs_side_split(self) -> bool:
-        return any(label.split_by_side for label in self.labels.values())
+    def split_values(self) -> list[int]:
+        """Native values without laterality, split into left and right when harmonized."""
+        return [label.value for label in self.labels.values() if label.split_by_side]
 
     def check_values(self, values: Iterable[int]) -> None:
         """Raise ``UnmappedLabelError`` naming the source and every unlisted value."""
@@ -123,17 +133,23 @@ class LabelSet:
         return out
 
 
-def _read_rows(text: str) -> list[NativeLabel]:
+COLUMNS = ("native_value", "native_name", "schema_name", "split_by_side")
+
+
+def _read_rows(text: str, where: str) -> list[NativeLabel]:
+    reader = csv.DictReader(text.splitlines())
+    if missing := [c for c in COLUMNS if c not in (reader.fieldnames or [])]:
+        raise LabelSetError(f"{where}: mapping table lacks column(s) {missing}; expected {list(COLUMNS)}")
     rows = []
-    for row in csv.DictReader(text.splitlines()):
-        rows.append(
-            NativeLabel(
-                value=int(row["native_value"]),
-                name=row["native_name"],
-                schema_name=row["schema_name"] or None,
-                split_by_side=row["split_by_side"].strip().lower() == "yes",
-            )
-        )
+    for line, row in enumerate(reader, start=2):
+        split = row["split_by_side"].strip().lower()
+        if split not in ("", "yes"):
+            raise LabelSetError(f"{where} line {line}: split_by_side must be 'yes' or empty, got {row['split_by_side']!r}")
+        try:
+            value = int(row["native_value"])
+        except ValueError:
+            raise LabelSetError(f"{where} line {line}: native_value {row['native_value']!r} is not an integer") from None
+        rows.append(NativeLabel(value, row["native_name"], row["schema_name"] or None, split == "yes"))
     return rows
 
 
@@ -146,7 +162,7 @@ def packaged_label_sets() -> list[str]:
 @cache
 def _packaged(name: str) -> LabelSet:
     text = resources.files(__package__).joinpath("mappings", f"{name}.csv").read_text()
-    return LabelSet(name, _read_rows(text))
+    return LabelSet(name, _read_rows(text, f"packaged label set {name}"))
 
 
 def load_label_set(name_or_path: str | Path) -> LabelSet:
@@ -156,24 +172,35 @@ def load_label_set(name_or_path: str | Path) -> LabelSet:
     path = Path(name_or_path)
     if path.suffix == ".csv" and path.is_file():
         return LabelSet.from_csv(path)
-    raise ValueError(f"unknown label set {str(name_or_path)!r}: not one of {packaged_label_sets()} and not a mapping CSV file")
+    raise LabelSetError(f"unknown label set {str(name_or_path)!r}: not one of {packaged_label_sets()} and not a mapping CSV file")
 
 
-def finest_comparable(bone: str, label_sets: Iterable[LabelSet], schema: BoneSchema | None = None) -> Structure | None:
-    """The finest schema node at which every given source can say something about ``bone``.
+def finest_comparable(structure: str, label_sets: Iterable[LabelSet], schema: BoneSchema | None = None) -> Structure | None:
+    """The finest schema node, at or above ``structure``, at which all given sources can be compared.
 
-    A source represents ``bone`` at node N when it emits some node on the path
-    from ``bone`` up to N (itself coarser or equal to the bone, finer or equal to
-    N) and no node strictly above N (which would make its N-mask incomplete).
-    At N each source's mask is the union of everything it emits under N.
-    Returns None when some source cannot represent the bone at any level.
+    A source represents node N when it emits nothing strictly above N (a coarser
+    label would make its N-mask incomplete) and the structures it emits under N
+    cover every leaf under N that any of the compared sources covers. At N each
+    source's mask is the union of everything it emits under N. Leaves that no
+    compared source labels (an L6, say) do not count. Returns None when the
+    sources cannot be compared at any level (e.g. one never labels this part).
     """
     schema = schema or default_schema()
     emitted = [ls.emitted() for ls in label_sets]
-    path = [schema[bone], *schema.ancestors(bone)]
-    for depth, node in enumerate(path):
-        on_path = {s.name for s in path[: depth + 1]}
-        above = {s.name for s in path[depth + 1 :]}
-        if all(e & on_path and not e & above for e in emitted):
+    for node in [schema[structure], *schema.ancestors(structure)]:
+        above = {a.name for a in schema.ancestors(node.name)}
+        covered = [_covered_leaves(node.name, e, schema) for e in emitted]
+        wanted = set().union(*covered)
+        if wanted and all(c == wanted and not e & above for c, e in zip(covered, emitted)):
             return node
     return None
+
+
+def _covered_leaves(node: str, emitted: frozenset[str], schema: BoneSchema) -> set[str]:
+    """Leaves under (or equal to) ``node`` that the emitted structures include."""
+    covered = set()
+    for name in emitted:
+        if schema.is_ancestor_or_self(node, name):
+            subtree = [schema[name], *schema.descendants(name)]
+            covered |= {s.name for s in subtree if s.level == "bone"}
+    return covered

@@ -17,10 +17,10 @@ from labels.laterality import patient_left_mask
 def harmonize_on_ct(native: hd.Volume, label_set: LabelSet, ct: CTSeries) -> np.ndarray:
     """Bring a native label volume onto the CT grid and translate it into schema ids.
 
-    Labels without laterality are split by the body midline measured on this CT.
+    Labels without laterality get a side per connected component, by the body midline measured on this CT.
     """
-    on_grid = onto_grid(native, ct.geometry)
+    on_grid = onto_grid(native, ct.geometry, where=f"{label_set.name} label map")
     patient_left = None
-    if label_set.needs_side_split:
-        patient_left = patient_left_mask(ct.volume.array, ct.volume.affine)
+    if label_set.split_values:
+        patient_left = patient_left_mask(on_grid, label_set.split_values, ct.volume.array, ct.volume.affine)
     return label_set.harmonize(on_grid, patient_left)

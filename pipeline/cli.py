@@ -9,9 +9,11 @@ import logging
 import sys
 from pathlib import Path
 
-from labels.label_sets import UnmappedLabelError, packaged_label_sets
-
 from dicom_io.errors import DicomInputError
+from labels.label_sets import LabelSetError, UnmappedLabelError, packaged_label_sets
+from labels.schema import UnknownStructureError
+
+INPUT_ERRORS = (DicomInputError, UnmappedLabelError, LabelSetError, UnknownStructureError, OSError)
 
 log = logging.getLogger("bonehub")
 
@@ -21,20 +23,21 @@ def _add_seg_commands(subparsers: argparse._SubParsersAction) -> None:
     seg_commands = seg.add_subparsers(dest="seg_command", required=True)
 
     encode = seg_commands.add_parser("encode", help="CT series + native label map file -> DICOM SEG in the bone schema")
-    encode.add_argument("--ct", required=True, type=Path, help="folder (or file) holding the CT series")
+    encode.add_argument("--ct", required=True, type=Path, help="folder holding the CT series")
     encode.add_argument("--series-uid", help="SeriesInstanceUID to pick when the folder holds several series")
     encode.add_argument("--labels", required=True, type=Path, help="label map file (NIfTI .nii/.nii.gz or NRRD)")
     encode.add_argument("--label-set", required=True, help=f"native label set: one of {', '.join(packaged_label_sets())}, or a mapping CSV")
     encode.add_argument("--out", required=True, type=Path, help="SEG file to write")
     encode.add_argument("--type", choices=("labelmap", "binary"), default="labelmap", help="SEG type (default: labelmap)")
-    encode.add_argument("--source-name", help="algorithm name recorded in the SEG (default: the label set)")
-    encode.add_argument("--source-version", default="unknown", help="algorithm version recorded in the SEG")
+    encode.add_argument("--source-name", required=True, help="algorithm name recorded in the SEG, e.g. 'TotalSegmentator total'")
+    encode.add_argument("--source-version", required=True, help="algorithm version recorded in the SEG, e.g. 2.18.0")
     encode.add_argument("--augmentation", default="none", help="input augmentation the labels were made under")
     encode.set_defaults(handler=_seg_encode)
 
     decode = seg_commands.add_parser("decode", help="DICOM SEG -> label map file in schema ids + segment table")
     decode.add_argument("seg", type=Path, help="SEG file")
     decode.add_argument("--ct", type=Path, help="CT series folder: pads the label map to the full CT grid")
+    decode.add_argument("--series-uid", help="CT SeriesInstanceUID, when the folder holds several (default: the series the SEG references)")
     decode.add_argument("--out", required=True, type=Path, help="label map file to write (.nii.gz or .nrrd)")
     decode.add_argument("--segments", type=Path, help="segment table to write (.csv or .json); default: next to --out")
     decode.add_argument("--strict", action="store_true", help="fail on segments that are not in the bone schema")
@@ -52,7 +55,7 @@ def _seg_encode(args: argparse.Namespace) -> None:
     ct = read_ct_series(args.ct, args.series_uid)
     label_set = load_label_set(args.label_set)
     schema_map = harmonize_on_ct(read_label_image(args.labels), label_set, ct)
-    source = SegmentationSource(args.source_name or label_set.name, args.source_version, args.augmentation)
+    source = SegmentationSource(args.source_name, args.source_version, args.augmentation)
     seg = write_seg(schema_map, ct, source, seg_type=args.type)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     seg.save_as(args.out)
@@ -63,10 +66,14 @@ def _seg_encode(args: argparse.Namespace) -> None:
 def _seg_decode(args: argparse.Namespace) -> None:
     from dicom_io.ct_series import read_ct_series
     from dicom_io.label_images import write_label_image
-    from dicom_io.seg_reader import read_seg
+    from dicom_io.seg_reader import load_segmentation, read_seg
 
-    ct = read_ct_series(args.ct) if args.ct else None
-    decoded = read_seg(args.seg, ct, strict=args.strict)
+    seg = load_segmentation(args.seg)
+    ct = None
+    if args.ct:
+        referenced = [str(item.SeriesInstanceUID) for item in seg.get("ReferencedSeriesSequence", [])]
+        ct = read_ct_series(args.ct, args.series_uid or (referenced[0] if len(referenced) == 1 else None))
+    decoded = read_seg(seg, ct, strict=args.strict)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_label_image(decoded.volume, args.out)
     table = args.segments or args.out.with_name(args.out.name.split(".")[0] + "_segments.csv")
@@ -108,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         args.handler(args)
-    except (DicomInputError, UnmappedLabelError, ValueError, FileNotFoundError) as error:
+    except INPUT_ERRORS as error:
         print(f"bonehub: error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
     return 0

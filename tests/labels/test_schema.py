@@ -9,6 +9,7 @@ from pydicom.sr._concepts_dict import concepts
 
 from labels.label_sets import (
     LabelSet,
+    LabelSetError,
     NativeLabel,
     UnmappedLabelError,
     finest_comparable,
@@ -135,12 +136,14 @@ def test_harmonize_maps_bones_and_drops_declared_non_bones(schema):
 
 def test_appendicular_labels_are_split_by_the_midline(schema):
     app = load_label_set("totalsegmentator_appendicular_bones")
-    native = np.array([[[2, 2, 4, 4]]], np.uint8)  # tibia, tibia, tarsal, tarsal
+    native = np.zeros((1, 1, 12), np.uint8)
+    native[0, 0, [0, 1]] = 2  # a tibia on the right
+    native[0, 0, [5, 6, 7]] = 4  # tarsals across the midline (centroid left of it): one component, one side
     affine = np.array([[0, 0, 1.0, 0], [0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1]])  # columns run along patient x
-    ct = np.full(native.shape, 40.0)
-    left = patient_left_mask(ct, affine)  # LPS: +x is the patient's left, so the higher columns are left
-    out = app.harmonize(native, left)
-    assert [schema[int(v)].name for v in out.ravel()] == ["tibia_right", "tibia_right", "tarsals_left", "tarsals_left"]
+    ct = np.full(native.shape, 40.0)  # body everywhere: midline at x = 5.5
+    left = patient_left_mask(native, app.split_values, ct, affine)  # LPS: +x is the patient's left
+    out = app.harmonize(native, left).ravel()
+    assert [schema[int(v)].name for v in out[[0, 1, 5, 6, 7]]] == ["tibia_right", "tibia_right"] + ["tarsals_left"] * 3
     with pytest.raises(ValueError, match="no laterality"):
         app.harmonize(native)
 
@@ -157,12 +160,36 @@ def test_custom_mapping_file(tmp_path, schema):
 
 
 def test_finest_comparable_level(schema):
-    total, moose_v = load_label_set("totalsegmentator_total"), load_label_set("moose_clin_ct_vertebrae")
+    total, total_v1 = load_label_set("totalsegmentator_total"), load_label_set("totalsegmentator_total_v1")
+    moose_v = load_label_set("moose_clin_ct_vertebrae")
     appendicular, moose_p = load_label_set("totalsegmentator_appendicular_bones"), load_label_set("moose_clin_ct_peripheral_bones")
-    foot = LabelSet("foot", [NativeLabel(1, "calcaneus_l", "calcaneus_left", False), NativeLabel(2, "talus_l", "talus_left", False)])
+    tarsal_names = ["talus", "calcaneus", "navicular", "cuboid", "cuneiform_medial", "cuneiform_intermediate", "cuneiform_lateral"]
+    all_tarsals = LabelSet("tarsals", [NativeLabel(i, n, n, True) for i, n in enumerate(tarsal_names, start=1)])
+    two_tarsals = LabelSet("two", [NativeLabel(1, "calcaneus_l", "calcaneus_left", False), NativeLabel(2, "talus_l", "talus_left", False)])
+    carpal_names = ["scaphoid", "lunate", "triquetrum", "pisiform", "trapezium", "trapezoid", "capitate", "hamate"]
+    all_carpals = LabelSet("carpals", [NativeLabel(i, n, n, True) for i, n in enumerate(carpal_names, start=1)])
     assert finest_comparable("vertebra_L3", [total, moose_v]).name == "vertebra_L3"
     assert finest_comparable("vertebra_S1", [total, moose_v]).name == "sacrum"  # MOOSE labels the whole sacrum
-    assert finest_comparable("calcaneus_left", [foot, appendicular]).name == "tarsals_left"
-    assert finest_comparable("calcaneus_left", [foot, foot]).name == "calcaneus_left"
+    assert finest_comparable("sacrum", [total, total_v1]).name == "sacrum"  # v2: S1 + the rest; v1: one sacrum
+    assert finest_comparable("calcaneus_left", [all_tarsals, appendicular]).name == "tarsals_left"
+    assert finest_comparable("calcaneus_left", [two_tarsals, appendicular]) is None  # two bones cannot stand for all tarsals
+    assert finest_comparable("calcaneus_left", [two_tarsals, all_tarsals]).name == "calcaneus_left"
+    assert finest_comparable("carpals_left", [appendicular, all_carpals]).name == "carpals_left"
     assert finest_comparable("tibia_left", [appendicular, moose_p]).name == "tibia_left"
     assert finest_comparable("femur_left", [total, moose_v]) is None
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("native_value,native_name,schema_name\n1,a,femur_left\n", "lacks column"),
+        ("native_value,native_name,schema_name,split_by_side\n1,a,femur_left,\n1,b,femur_right,\n", "listed more than once"),
+        ("native_value,native_name,schema_name,split_by_side\n1,a,tibia,y\n", "must be 'yes' or empty"),
+        ("native_value,native_name,schema_name,split_by_side\none,a,tibia,\n", "not an integer"),
+    ],
+)
+def test_malformed_mapping_tables_are_rejected(tmp_path, text, message):
+    path = tmp_path / "bad.csv"
+    path.write_text(text)
+    with pytest.raises(LabelSetError, match=message):
+        load_label_set(path)

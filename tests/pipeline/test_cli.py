@@ -14,6 +14,7 @@ from labels.schema import default_schema
 from pipeline.cli import main
 
 FULL = "seg_totalsegmentator_v2_full.nii.gz"
+SOURCE = ("--source-name", "TotalSegmentator total", "--source-version", "2")
 
 
 def run_cli(*args: str) -> int:
@@ -32,7 +33,7 @@ def test_console_script_help():
 
 def test_encode_then_decode(sample_dir, sample_ct, sample_schema_maps, tmp_path, capsys):
     seg_path, label_path = tmp_path / "out" / "full.dcm", tmp_path / "decoded.nii.gz"
-    assert run_cli("seg", "encode", "--ct", sample_dir / "ct", "--labels", sample_dir / FULL, "--label-set", "totalsegmentator_total", "--out", seg_path) == 0
+    assert run_cli("seg", "encode", "--ct", sample_dir / "ct", "--labels", sample_dir / FULL, "--label-set", "totalsegmentator_total", "--out", seg_path, *SOURCE) == 0
     assert "17 bone segments" in capsys.readouterr().out
     assert run_cli("seg", "decode", seg_path, "--ct", sample_dir / "ct", "--out", label_path) == 0
     decoded = hd.Volume.from_simpleitk(sitk.ReadImage(str(label_path))).match_geometry(sample_ct.geometry)
@@ -51,7 +52,7 @@ def test_encode_splits_appendicular_bones_by_the_midline(sample_dir, sample_ct, 
     label_path = tmp_path / "appendicular.nii.gz"
     sitk.WriteImage(sample_ct.volume.with_array(native).to_simpleitk(), str(label_path))
     seg_path = tmp_path / "app.dcm"
-    assert run_cli("seg", "encode", "--ct", sample_dir / "ct", "--labels", label_path, "--label-set", "totalsegmentator_appendicular_bones", "--out", seg_path, "--type", "binary") == 0
+    assert run_cli("seg", "encode", "--ct", sample_dir / "ct", "--labels", label_path, "--label-set", "totalsegmentator_appendicular_bones", "--out", seg_path, "--type", "binary", *SOURCE) == 0
     import pydicom
 
     assert sorted(item.TrackingID for item in pydicom.dcmread(seg_path).SegmentSequence) == ["tibia_left", "tibia_right"]
@@ -69,13 +70,15 @@ def test_sample_job(tmp_path, capsys):
 @pytest.mark.parametrize(
     "make_args, message",
     [
-        (lambda d, t: ["seg", "encode", "--ct", t / "missing", "--labels", d / FULL, "--label-set", "totalsegmentator_total", "--out", t / "x.dcm"], "missing"),
-        (lambda d, t: ["seg", "encode", "--ct", d / "ct", "--labels", d / FULL, "--label-set", "no_such_model", "--out", t / "x.dcm"], "unknown label set 'no_such_model'"),
-        (lambda d, t: ["seg", "encode", "--ct", d / "ct", "--labels", d / FULL, "--label-set", "totalsegmentator_appendicular_bones", "--out", t / "x.dcm"], "'totalsegmentator_appendicular_bones' has no mapping for native label value(s) [13, 14, 18,"),
-        (lambda d, t: ["seg", "encode", "--ct", d / "ct", "--labels", t / "nope.nii.gz", "--label-set", "totalsegmentator_total", "--out", t / "x.dcm"], "cannot read label image"),
+        (lambda d, t: ["seg", "encode", "--ct", t / "missing", "--labels", d / FULL, "--label-set", "totalsegmentator_total", "--out", t / "x.dcm", *SOURCE], "missing"),
+        (lambda d, t: ["seg", "encode", "--ct", d / "ct", "--labels", d / FULL, "--label-set", "no_such_model", "--out", t / "x.dcm", *SOURCE], "unknown label set 'no_such_model'"),
+        (lambda d, t: ["seg", "encode", "--ct", d / "ct", "--labels", d / FULL, "--label-set", "totalsegmentator_appendicular_bones", "--out", t / "x.dcm", *SOURCE], "'totalsegmentator_appendicular_bones' has no mapping for native label value(s) [13, 14, 18,"),
+        (lambda d, t: ["seg", "encode", "--ct", d / "ct", "--labels", t / "nope.nii.gz", "--label-set", "totalsegmentator_total", "--out", t / "x.dcm", *SOURCE], "cannot read label image"),
         (lambda d, t: ["seg", "decode", d / FULL, "--out", t / "x.nii.gz"], "not a readable DICOM SEG"),
+        (lambda d, t: ["seg", "encode", "--ct", d / "ct", "--labels", d / FULL, "--label-set", "totalsegmentator_total", "--out", t, *SOURCE], "Is a directory"),
+        (lambda d, t: ["seg", "encode", "--ct", d / "ct", "--labels", d / FULL, "--label-set", _bad_mapping(t), "--out", t / "x.dcm", *SOURCE], "lacks column(s) ['split_by_side']"),
     ],
-    ids=["missing-ct", "unknown-label-set", "unmapped-label", "missing-labels", "not-a-seg"],
+    ids=["missing-ct", "unknown-label-set", "unmapped-label", "missing-labels", "not-a-seg", "out-is-a-folder", "malformed-mapping"],
 )
 def test_bad_input_exits_2_with_a_one_line_reason(make_args, message, sample_dir, tmp_path, capsys):
     assert run_cli(*make_args(sample_dir, tmp_path)) == 2
@@ -83,6 +86,19 @@ def test_bad_input_exits_2_with_a_one_line_reason(make_args, message, sample_dir
     assert err.startswith("bonehub: error: ") and err.count("\n") == 1
     assert message in err
     assert not (tmp_path / "x.dcm").exists()
+
+
+def _bad_mapping(folder: Path) -> Path:
+    path = folder / "mapping.csv"
+    path.write_text("native_value,native_name,schema_name\n1,spleen,\n")
+    return path
+
+
+def test_decode_refuses_an_unknown_output_format(sample_dir, tmp_path, capsys):
+    seg_path = tmp_path / "full.dcm"
+    assert run_cli("seg", "encode", "--ct", sample_dir / "ct", "--labels", sample_dir / FULL, "--label-set", "totalsegmentator_total", "--out", seg_path, *SOURCE) == 0
+    assert run_cli("seg", "decode", seg_path, "--out", tmp_path / "labels.txt") == 2
+    assert "must end in one of" in capsys.readouterr().err
 
 
 def test_strict_decode_names_the_unknown_segment(test_data, tmp_path, capsys):

@@ -100,7 +100,7 @@ def test_dcmqi_liver_seg_on_real_ct_slices(test_data):
     assert decoded.volume.spatial_shape == ct.volume.spatial_shape
     assert not decoded.volume.array.any()  # a liver is not a bone
     assert [(s.label, s.reason) for s in decoded.ignored] == [("Liver", "category is not an anatomical structure")]
-    with pytest.raises(UnknownSegmentError, match=r"segment 1 'Liver' \(SRT T-62000 Liver\)"):
+    with pytest.raises(UnknownSegmentError, match=r"segment 1 'Liver' \(SCT 10200004 Liver\)"):
         read_seg(test_data / "dcmqi_ct3slice" / "liver.dcm", ct, strict=True)
 
 
@@ -131,10 +131,52 @@ def test_overlapping_bone_segments_are_an_error(sample_ct, tmp_path):
         read_seg(seg, sample_ct)
 
 
-def test_seg_of_another_series_is_rejected(sample_ct, test_data):
-    from dicom_io.ct_series import read_ct_series
-
-    other = read_ct_series(test_data / "dcmqi_ct3slice")
+def test_seg_of_another_series_is_rejected(sample_ct, sample_schema_maps, test_data):
     with pytest.raises(SegGeometryError, match="frame of reference"):
         read_seg(test_data / "dcmqi_ct3slice" / "liver.dcm", sample_ct)
-    assert other.series_instance_uid != sample_ct.series_instance_uid
+    seg = write_seg(sample_schema_maps[FULL], sample_ct, SegmentationSource("TotalSegmentator total", "2"))
+    seg.ReferencedSeriesSequence[0].SeriesInstanceUID = "1.2.3.4"  # same frame of reference, another series
+    with pytest.raises(SegGeometryError, match=r"references series \['1.2.3.4'\]"):
+        read_seg(seg, sample_ct)
+
+
+def _foreign_seg(ct, masks_and_codes, segmentation_type="BINARY"):
+    """A SEG written directly with highdicom, with codes chosen by the test (other tools' conventions)."""
+    descriptions, masks = [], []
+    for number, (mask, category, type_code, modifier, label) in enumerate(masks_and_codes, start=1):
+        d = hd.seg.SegmentDescription(number, label, hd.sr.CodedConcept(*category), hd.sr.CodedConcept(*type_code), "MANUAL")
+        if modifier:
+            d.SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence = [hd.sr.CodedConcept(*modifier)]
+        descriptions.append(d)
+        masks.append(mask)
+    pixels = np.stack(masks, -1).astype(np.float32 if segmentation_type == "FRACTIONAL" else np.uint8)
+    return hd.seg.Segmentation(
+        source_images=list(ct.datasets), pixel_array=ct.volume.with_array(pixels, channels={"SegmentNumber": list(range(1, len(masks) + 1))}),
+        segmentation_type=segmentation_type, segment_descriptions=descriptions, series_instance_uid=hd.UID(), series_number=1,
+        sop_instance_uid=hd.UID(), instance_number=1, manufacturer="other tool", manufacturer_model_name="x", software_versions="1", device_serial_number="1",
+    )
+
+
+def _box(ct, z, offset):
+    mask = np.zeros(ct.volume.spatial_shape, bool)
+    mask[z : z + 4, 40:50, offset : offset + 10] = True
+    return mask
+
+
+def test_legacy_srt_codes_and_group_remainders_and_fractional(sample_ct):
+    schema = default_schema()
+    anatomical_srt, anatomical = ("T-D000A", "SRT", "Anatomical Structure"), ("123037004", "SCT", "Anatomical Structure")
+    srt = _foreign_seg(sample_ct, [(_box(sample_ct, 2, 10), anatomical_srt, ("T-12410", "SRT", "Humerus"), ("G-A101", "SRT", "Left"), "humerus")])
+    assert [s.schema_name for s in read_seg(srt, sample_ct).segments] == ["humerus_left"]
+    sacrum_and_s1 = _foreign_seg(sample_ct, [
+        (_box(sample_ct, 2, 10), anatomical, ("54735007", "SCT", "Sacrum"), None, "sacrum"),
+        (_box(sample_ct, 8, 10), anatomical, ("65985001", "SCT", "S1 vertebra"), None, "vertebrae_S1"),
+    ])
+    decoded = read_seg(sacrum_and_s1, sample_ct)
+    assert [s.schema_name for s in decoded.segments] == ["sacrum_below_s1", "vertebra_S1"]
+    assert set(np.unique(decoded.volume.array)) == {0, schema["sacrum_below_s1"].id, schema["vertebra_S1"].id}
+    femur = _box(sample_ct, 2, 10).astype(np.float32) * 0.8
+    femur[2, 40, 10] = 0.3  # below 0.5: not bone
+    fractional = _foreign_seg(sample_ct, [(femur, anatomical, ("71341001", "SCT", "Femur"), ("24028007", "SCT", "Right"), "femur")], "FRACTIONAL")
+    decoded = read_seg(fractional, sample_ct).volume.array
+    assert (decoded == schema["femur_right"].id).sum() == femur.astype(bool).sum() - 1

@@ -85,6 +85,8 @@ def test_uids_are_deterministic_per_series_source_and_augmentation(sample_ct, sa
     assert rotated.SOPInstanceUID != first.SOPInstanceUID and rotated.SeriesInstanceUID != first.SeriesInstanceUID
     assert "rotate(5,0,0)" in rotated.SeriesDescription and "rotate(5,0,0)" in rotated.ContentDescription
     assert first.SeriesInstanceUID != sample_ct.series_instance_uid
+    binary = write_seg(schema_map, sample_ct, SOURCE, seg_type="binary")
+    assert binary.SOPInstanceUID != first.SOPInstanceUID  # another SOP class: another object
 
 
 def test_private_codes_are_declared(sample_ct):
