@@ -2,7 +2,7 @@
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
-SYSTEM_PACKAGES := dicom3tools dcmtk
+SYSTEM_PACKAGES := dicom3tools dcmtk orthanc orthanc-dicomweb
 
 .PHONY: setup system-deps sample test bench
 
@@ -14,9 +14,11 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
 	touch $@
 
-# Independent DICOM validators the tests use (dciodvfy, dcmdump, dcmcjpeg).
+# Independent DICOM validators the tests use (dciodvfy, dcmdump, dcmcjpeg) and Orthanc + its DICOMweb plugin (tests/stores).
 system-deps:
 	@missing=""; for tool in dciodvfy dcmdump dcmcjpeg; do command -v $$tool >/dev/null || missing=1; done; \
+	PATH="$$PATH:/usr/sbin" command -v Orthanc >/dev/null || missing=1; \
+	ls /usr/share/orthanc/plugins/libOrthancDicomWeb.so* /usr/lib/orthanc/libOrthancDicomWeb.so* >/dev/null 2>&1 || missing=1; \
 	if [ -n "$$missing" ]; then \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(SYSTEM_PACKAGES); \

@@ -87,7 +87,8 @@ def test_we_read_totalsegmentators_own_seg(sample_ct, sample_schema_maps, sample
     assert resolved["rib_left_7"].schema_name == "rib_left_7" and resolved["rib_left_7"].laterality is None
     assert resolved["vertebrae_L1"].schema_name == "vertebra_L1" and resolved["vertebrae_L1"].reason == "codes"
     assert resolved["liver"].schema_name is None
-    # TotalSegmentator's writer places voxels by its own flips (not checked here); the bone content per structure must match.
+    # TotalSegmentator's writer flips by its own rules, written for the NIfTI dcm2niix makes; fed this NIfTI its SEG
+    # comes out mirrored along the columns (seen in review). Its positions are its business; the content per bone must match.
     expected = np.bincount(sample_schema_maps[FULL].ravel(), minlength=200)
     np.testing.assert_array_equal(np.bincount(decoded.volume.array.ravel(), minlength=200), expected)
 
