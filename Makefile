@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 system-deps:
 	@missing=""; for tool in dciodvfy dcmdump dcmcjpeg; do command -v $$tool >/dev/null || missing=1; done; \
 	PATH="$$PATH:/usr/sbin" command -v Orthanc >/dev/null || missing=1; \
-	ls /usr/share/orthanc/plugins/libOrthancDicomWeb.so* /usr/lib/orthanc/libOrthancDicomWeb.so* >/dev/null 2>&1 || missing=1; \
+	ls /usr/share/orthanc/plugins/libOrthancDicomWeb.so* >/dev/null 2>&1 || ls /usr/lib/orthanc/libOrthancDicomWeb.so* >/dev/null 2>&1 || missing=1; \
 	if [ -n "$$missing" ]; then \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(SYSTEM_PACKAGES); \
