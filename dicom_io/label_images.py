@@ -21,6 +21,7 @@ from dicom_io.errors import DicomInputError
 
 log = logging.getLogger(__name__)
 
+GRID_TOLERANCE_MM = 1e-3
 MAX_OUTSIDE_FRACTION = 0.01  # share of labelled voxels allowed to fall outside the CT grid
 LABEL_IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
 
@@ -56,16 +57,17 @@ def onto_grid(labels: hd.Volume, geometry: hd.VolumeGeometry, *, where: str = "l
     """The label array on ``geometry``: exact when the grids coincide up to axis order, else nearest-neighbour."""
     _check_inside(labels, geometry, where)
     try:
-        matched = labels.match_geometry(geometry)
+        # NIfTI stores its affine in float32: allow 1 micrometre so such a grid still matches exactly.
+        matched = labels.match_geometry(geometry, tol=GRID_TOLERANCE_MM)
         # highdicom 0.28 can return a finer grid unchanged instead of raising; only trust an exact result.
-        if matched.spatial_shape == geometry.spatial_shape and np.allclose(matched.affine, geometry.affine, atol=1e-4):
-            return matched.array
+        if matched.spatial_shape == geometry.spatial_shape and np.allclose(matched.affine, geometry.affine, atol=GRID_TOLERANCE_MM):
+            return np.ascontiguousarray(matched.array)
     except (ValueError, RuntimeError):
         pass
     log.info("%s: grid differs from the CT grid, resampling nearest-neighbour", where)
     reference = geometry.with_array(np.zeros(geometry.spatial_shape, np.uint8)).to_simpleitk()
     moved = sitk.Resample(labels.to_simpleitk(), reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
-    return hd.Volume.from_simpleitk(moved).match_geometry(geometry).array
+    return np.ascontiguousarray(hd.Volume.from_simpleitk(moved).match_geometry(geometry, tol=GRID_TOLERANCE_MM).array)
 
 
 def _check_inside(labels: hd.Volume, geometry: hd.VolumeGeometry, where: str) -> None:
