@@ -28,7 +28,7 @@ sample: setup
 	$(BIN)/bonehub sample --out output/sample
 
 test: setup system-deps
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2
 
 bench: setup
 	$(BIN)/python -m bench
