@@ -12,6 +12,7 @@ from dicom_io.ct_series import CTSeries
 from dicom_io.label_images import onto_grid
 from labels.label_sets import LabelSet
 from labels.laterality import patient_left_mask
+from models.base import Prediction
 
 
 def harmonize_on_ct(native: hd.Volume, label_set: LabelSet, ct: CTSeries) -> np.ndarray:
@@ -24,3 +25,10 @@ def harmonize_on_ct(native: hd.Volume, label_set: LabelSet, ct: CTSeries) -> np.
     if label_set.split_values:
         patient_left = patient_left_mask(on_grid, label_set.split_values, ct.volume.array, ct.volume.affine)
     return label_set.harmonize(on_grid, patient_left)
+
+
+def to_schema(prediction: Prediction, ct: CTSeries) -> np.ndarray:
+    """A source's prediction as a schema-id map on the CT grid (the one place native labels end)."""
+    if prediction.label_set is not None:
+        return harmonize_on_ct(prediction.labels, prediction.label_set, ct)
+    return onto_grid(prediction.labels, ct.geometry, where="schema label map")
