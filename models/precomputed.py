@@ -21,7 +21,6 @@ from dicom_io.uids import validate_uid
 from labels.label_sets import LabelSet, load_label_set
 from models.base import Prediction
 
-SEG_SUFFIXES = (".dcm", ".seg", ".dicom")
 
 
 class PrecomputedNotFoundError(DicomInputError, FileNotFoundError):
