@@ -59,6 +59,7 @@ class SeriesSummary:
     modality: str
     n_images: int
     description: str
+    study_uid: str = ""  # empty when the files disagree or lack it
 
 
 @dataclass(frozen=True)
@@ -190,11 +191,13 @@ def _group_by_series(headers: list[Dataset]) -> dict[str, list[Dataset]]:
 
 def _summary(uid: str, headers: list[Dataset]) -> SeriesSummary:
     modalities = sorted({str(ds.get("Modality", "")) for ds in headers})
+    studies = {str(ds.get("StudyInstanceUID", "")) for ds in headers}
     return SeriesSummary(
         series_uid=uid,
         modality="/".join(modalities),
         n_images=len(headers),
         description=str(headers[0].get("SeriesDescription", "")),
+        study_uid=studies.pop() if len(studies) == 1 else "",
     )
 
 

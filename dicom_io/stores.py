@@ -79,6 +79,9 @@ class Store(Protocol):
 
     def exists(self, study_uid: str, series_uid: str, sop_uid: str) -> bool: ...
 
+    def location(self, study_uid: str, series_uid: str, sop_uid: str) -> str:
+        """The URI ``put`` returns for this object, without touching the store."""
+
     def get(self, study_uid: str, series_uid: str, sop_uid: str) -> Dataset: ...
 
     def list_instances(
@@ -184,6 +187,9 @@ class LocalStore:
 
     def exists(self, study_uid: str, series_uid: str, sop_uid: str) -> bool:
         return self._path(study_uid, series_uid, sop_uid).is_file()
+
+    def location(self, study_uid: str, series_uid: str, sop_uid: str) -> str:
+        return self._path(study_uid, series_uid, sop_uid).as_uri()
 
     def get(self, study_uid: str, series_uid: str, sop_uid: str) -> Dataset:
         path = self._path(study_uid, series_uid, sop_uid)
@@ -307,6 +313,9 @@ class GcsStore:
                 raise StoreWriteError(f"upload of SOP instance {sop} to {self.uri} failed: HTTP {e.code} {e.message}") from None
         logger.debug("stored SOP instance %s at gs://%s/%s", sop, self.bucket_name, blob.name)
         return f"gs://{self.bucket_name}/{blob.name}"
+
+    def location(self, study_uid: str, series_uid: str, sop_uid: str) -> str:
+        return f"gs://{self.bucket_name}/{self._key(study_uid, series_uid, sop_uid)}"
 
     def exists(self, study_uid: str, series_uid: str, sop_uid: str) -> bool:
         blob = self._get_bucket().blob(self._key(study_uid, series_uid, sop_uid))
@@ -455,6 +464,10 @@ class DicomWebStore:
 
     def _instance_url(self, study_uid: str, series_uid: str, sop_uid: str) -> str:
         return f"{self.url}/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}"
+
+    def location(self, study_uid: str, series_uid: str, sop_uid: str) -> str:
+        _validate_key(study_uid, series_uid, sop_uid)
+        return self._instance_url(study_uid, series_uid, sop_uid)
 
     def put(self, ds: Dataset) -> str:
         import requests
