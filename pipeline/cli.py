@@ -12,8 +12,10 @@ from pathlib import Path
 from dicom_io.errors import DicomInputError
 from labels.label_sets import LabelSetError, UnmappedLabelError, packaged_label_sets
 from labels.schema import UnknownStructureError
+from models.sources import SourceSpecError
+from pipeline.segment_command import JobInputError, add_job_arguments
 
-INPUT_ERRORS = (DicomInputError, UnmappedLabelError, LabelSetError, UnknownStructureError, OSError)
+INPUT_ERRORS = (DicomInputError, UnmappedLabelError, LabelSetError, UnknownStructureError, SourceSpecError, JobInputError, OSError)
 
 log = logging.getLogger("bonehub")
 
@@ -88,31 +90,61 @@ def _seg_decode(args: argparse.Namespace) -> None:
     print(f"wrote {args.out} ({len(decoded.segments) - len(decoded.ignored)} bones, {len(decoded.ignored)} segments not in the schema) and {table}")
 
 
+def _add_segment_commands(subparsers: argparse._SubParsersAction) -> None:
+    for command, text in (("segment", "Stage 1: segment CT series with several sources and augmentations into SEGs"),
+                          ("run", "the whole job on CT series (today: Stage 1; QC and review join as they land)")):
+        parser = subparsers.add_parser(command, help=text, description=text + ". Unknown options "
+                                       "(--runner, --direct_num_workers, Dataflow options) go to Apache Beam.")
+        add_job_arguments(parser)
+        parser.set_defaults(handler=_segment)
+
+
 def _add_sample_command(subparsers: argparse._SubParsersAction) -> None:
-    sample = subparsers.add_parser("sample", help="run what exists of the pipeline on the bundled sample CT")
+    sample = subparsers.add_parser("sample", help="bonehub run on the bundled sample CT (offline, no GPU or weights)")
     sample.add_argument("--out", type=Path, default=Path("output/sample"), help="output folder (default: output/sample)")
-    sample.add_argument("--data", type=Path, help="sample folder with ct/ and the NIfTI results (default: the bundled sample)")
     sample.set_defaults(handler=_sample)
 
 
-def _sample(args: argparse.Namespace) -> None:
-    from pipeline.sample_job import SAMPLE, run_sample
+def _segment(args: argparse.Namespace) -> None:
+    from pipeline.segment_command import run_from_args
 
-    run_sample(args.out, args.data or SAMPLE)
+    run_from_args(args)
+
+
+def _sample(args: argparse.Namespace) -> None:
+    from pipeline.sample_job import sample_arguments
+
+    argv = sample_arguments(args.out)
+    print("bonehub " + " ".join(_quote(a) for a in argv))
+    run_args, beam_args = build_parser().parse_known_args(argv)
+    run_args.beam_args = beam_args
+    run_args.handler(run_args)
+
+
+def _quote(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bonehub", description="Multi-model bone segmentation of CT, automatic QC and review, DICOM native.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
     subparsers = parser.add_subparsers(dest="command", required=True)
+    _add_segment_commands(subparsers)
     _add_sample_command(subparsers)
     _add_seg_commands(subparsers)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, beam_args = parser.parse_known_args(argv)
+    if beam_args and args.handler is not _segment:
+        parser.error(f"unrecognized arguments: {' '.join(beam_args)}")
+    args.beam_args = beam_args
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("bonehub").setLevel(logging.INFO)  # progress of long steps is always shown
     try:
         args.handler(args)
     except INPUT_ERRORS as error:

@@ -1,0 +1,114 @@
+"""``bonehub segment`` / ``bonehub run``: command-line arguments → series refs, sources, settings → the Beam job.
+
+Everything is checked before the job starts (inputs resolve, source specs build,
+augmentations parse), so a typo fails in a second with a one-line reason instead
+of after the first download.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+DEFAULT_OUT = "output/segmentations"
+
+
+class JobInputError(ValueError):
+    """Arguments that do not describe a job (no input, two kinds of input, no manifest location)."""
+
+
+def add_job_arguments(parser: argparse.ArgumentParser) -> None:
+    inputs = parser.add_argument_group("input CT series (choose one kind)")
+    inputs.add_argument("--dicom-folder", type=Path, help="local folder with DICOM files (walked recursively)")
+    inputs.add_argument("--idc-collection", help="IDC collection_id, e.g. nlst")
+    inputs.add_argument("--idc-patient", action="append", help="IDC PatientID (repeatable)")
+    inputs.add_argument("--idc-study", action="append", help="IDC StudyInstanceUID (repeatable)")
+    inputs.add_argument("--idc-series", action="append", help="IDC SeriesInstanceUID (repeatable)")
+    inputs.add_argument("--idc-csv", type=Path, help="CSV with a SeriesInstanceUID column of IDC series")
+    inputs.add_argument("--dicomweb", help="DICOMweb URL (or gs:// / folder store) searched for CT series (QIDO)")
+    inputs.add_argument("--study-uid", action="append", help="with --dicomweb: only these studies (repeatable)")
+    inputs.add_argument("--series-uid", action="append", help="with --dicom-folder/--dicomweb: only these series (repeatable)")
+    inputs.add_argument("--idc-endpoint", help="S3 endpoint for IDC downloads (default: idc-index's)")
+
+    job = parser.add_argument_group("segmentation")
+    job.add_argument("--source", action="append", required=True, metavar="SPEC",
+                     help="segmentation source (repeatable): totalsegmentator:total | totalsegmentator:total-fast | "
+                          "totalsegmentator:appendicular_bones | moose:MODEL | nnunet:FOLDER?mapping=CSV | "
+                          "auto3dseg:WORKDIR?mapping=CSV | precomputed:FOLDER_OR_CSV?label_set=..&name=..&version=.. | "
+                          "baseline | plugin:module:Class (see models/sources.py)")
+    job.add_argument("--augment", action="append", default=[], metavar="AUG",
+                     help="input augmentation besides the plain input (repeatable): 'rotate(5,0,-3)', 'noise(20)', "
+                          "'intensity(scale=1.05,shift=10,gamma=0.9)'")
+    job.add_argument("--seg-type", choices=("labelmap", "binary"), default="labelmap", help="SEG type (default: labelmap)")
+
+    out = parser.add_argument_group("output")
+    out.add_argument("--out", default=DEFAULT_OUT,
+                     help=f"store for the SEGs: folder, gs://bucket/prefix or DICOMweb URL (default: {DEFAULT_OUT})")
+    out.add_argument("--manifest", help="manifest parquet (local or gs://; default: OUT/manifest.parquet for a folder or gs:// store)")
+    out.add_argument("--cache-dir", type=Path, help="where fetched series are kept (default: a folder under the system temp dir)")
+
+
+def run_from_args(args: argparse.Namespace) -> None:
+    from models.sources import build_source
+    from pipeline.manifest import FAILED, read_manifest
+    from pipeline.segment_job import SegmentSettings, run_segment_job
+    from pipeline.stage1 import SourceInfo, canonical_augmentations, plan_outputs
+
+    series = _series_refs(args)
+    sources = tuple(SourceInfo.of(spec, build_source(spec)) for spec in dict.fromkeys(args.source))
+    augmentations = tuple(canonical_augmentations(args.augment))
+    settings = SegmentSettings(
+        sources=sources, augmentations=augmentations, store_uri=_store_uri(args.out),
+        manifest_uri=_manifest_uri(args), seg_type=args.seg_type, idc_endpoint_url=args.idc_endpoint,
+        cache_dir=str(args.cache_dir or Path(tempfile.gettempdir()) / "bonehub-series-cache"),
+    )
+    planned = [task for ref in series for task in plan_outputs(ref, sources, augmentations, args.seg_type)]
+    print(f"{len(series)} series x {len(sources)} sources x {len(augmentations)} augmentations "
+          f"({', '.join(augmentations)}): {len(planned)} outputs -> {settings.store_uri}")
+    run_segment_job(series, settings, args.beam_args)
+
+    manifest = read_manifest(settings.manifest_uri)
+    keys = {task.row("failed").key for task in planned}
+    mine = manifest[[tuple(k) in keys for k in manifest[["series_instance_uid", "source", "source_version",
+                                                          "augmentation", "seg_type"]].itertuples(index=False)]]
+    counts = Counter(mine["status"])
+    print(f"manifest {settings.manifest_uri}: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("written", "exists", "failed")))
+    for row in mine[mine["status"] == FAILED].itertuples():
+        print(f"  failed: series {row.series_instance_uid} | {row.source} | {row.augmentation}: {row.error}")
+
+
+def _series_refs(args: argparse.Namespace):
+    from dicom_io.idc import read_uid_csv
+    from pipeline.inputs import idc_series, local_series, store_series
+
+    idc = any([args.idc_collection, args.idc_patient, args.idc_study, args.idc_series, args.idc_csv])
+    kinds = [name for name, given in (("--dicom-folder", args.dicom_folder), ("IDC", idc), ("--dicomweb", args.dicomweb)) if given]
+    if len(kinds) != 1:
+        raise JobInputError(f"give exactly one kind of input (--dicom-folder, --idc-*, --dicomweb); got {', '.join(kinds) or 'none'}")
+    if args.dicom_folder:
+        return local_series(args.dicom_folder, args.series_uid)
+    if args.dicomweb:
+        return store_series(args.dicomweb, study_uids=args.study_uid, series_uids=args.series_uid)
+    series_uids = list(args.idc_series or []) + (read_uid_csv(args.idc_csv) if args.idc_csv else [])
+    return idc_series(collection_id=args.idc_collection, patient_ids=args.idc_patient, study_uids=args.idc_study,
+                      series_uids=series_uids or None)
+
+
+def _store_uri(out: str) -> str:
+    from dicom_io.stores import open_store
+
+    return open_store(out).uri
+
+
+def _manifest_uri(args: argparse.Namespace) -> str:
+    if args.manifest:
+        return args.manifest
+    if args.out.startswith("gs://"):
+        return args.out.rstrip("/") + "/manifest.parquet"
+    if "://" in args.out and not args.out.startswith("file://"):
+        raise JobInputError(f"--out {args.out} is not a folder or bucket: give --manifest PATH for the run manifest")
+    from dicom_io.stores import open_store
+
+    return str(Path(open_store(args.out).root) / "manifest.parquet")

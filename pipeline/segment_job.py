@@ -1,0 +1,207 @@
+"""Stage 1 as an Apache Beam job: series refs in, SEGs in a store and a manifest out.
+
+    series refs ─ PlanOutputs ─ SkipExisting ─┬─ (done: rows of outputs that exist)
+                                              └─ GroupByKey(series) ─ FetchSeries ─ MakeOutputs ─ rows
+    all rows ─ ToList ─ merge into the manifest
+
+Elements are ``OutputTask``s (UIDs, a source spec, an augmentation text), never
+volumes. The grouping makes each series download once; fetching and segmenting
+are fused into one stage (no shuffle between them), so the worker that fetched a
+series is the one that reads it from its local disk, and consecutive outputs of
+that series reuse the CT it read. Models are built and loaded once per worker
+in ``setup``/on first use. Every failure becomes a manifest row; nothing a
+single series or source does can stop the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipeline.inputs import SeriesRef, fetch_series
+from pipeline.manifest import ManifestRow, merge_into_manifest
+from pipeline.stage1 import OutputTask, SourceInfo, existing_output, failed, make_output, plan_outputs
+
+log = logging.getLogger("bonehub.segment")
+
+DONE = "done"
+FAILED_TAG = "failed"
+
+
+@dataclass(frozen=True)
+class SegmentSettings:
+    """Everything a worker needs besides the element: small and picklable."""
+
+    sources: tuple[SourceInfo, ...]
+    augmentations: tuple[str, ...]  # canonical texts, "none" first
+    store_uri: str
+    manifest_uri: str
+    cache_dir: str
+    seg_type: str = "labelmap"
+    idc_endpoint_url: str | None = None
+
+
+class PlanOutputs(beam.DoFn):
+    def __init__(self, settings: SegmentSettings):
+        self.settings = settings
+
+    def process(self, series: SeriesRef) -> Iterator[OutputTask]:
+        yield from plan_outputs(series, self.settings.sources, self.settings.augmentations, self.settings.seg_type)
+
+
+class SkipExisting(beam.DoFn):
+    """Outputs already in the store go straight to the manifest; the rest go on, keyed by series."""
+
+    def __init__(self, settings: SegmentSettings):
+        self.settings = settings
+
+    def setup(self) -> None:
+        from dicom_io.stores import open_store
+
+        self.store = open_store(self.settings.store_uri)
+
+    def process(self, task: OutputTask) -> Iterator:
+        try:
+            row = existing_output(task, self.store)
+        except Exception as error:  # an unreachable store fails the output, not the run
+            yield beam.pvalue.TaggedOutput(DONE, failed(task, "check store", error))
+            return
+        if row is not None:
+            log.info("%s: exists, skipped", task.describe())
+            yield beam.pvalue.TaggedOutput(DONE, row)
+        else:
+            yield task.series.series_uid, task
+
+
+class FetchSeries(beam.DoFn):
+    """Bring one series onto this worker's disk once for all its pending outputs."""
+
+    def __init__(self, settings: SegmentSettings):
+        self.settings = settings
+
+    def process(self, keyed: tuple[str, Iterable[OutputTask]]) -> Iterator:
+        _, tasks = keyed
+        tasks = list(tasks)
+        started = time.perf_counter()
+        try:
+            folder = fetch_series(tasks[0].series, self.settings.cache_dir,
+                                  idc_endpoint_url=self.settings.idc_endpoint_url)
+        except Exception as error:
+            for task in tasks:
+                yield beam.pvalue.TaggedOutput(FAILED_TAG, failed(task, "fetch", error, started))
+            return
+        for task in tasks:
+            yield str(folder), task
+
+
+class MakeOutputs(beam.DoFn):
+    """Read the CT (cached for consecutive outputs of the same series), run the source, store the SEG."""
+
+    def __init__(self, settings: SegmentSettings):
+        self.settings = settings
+
+    def setup(self) -> None:
+        from dicom_io.stores import open_store
+
+        self.store = open_store(self.settings.store_uri)
+        self.models: dict[str, object] = {}
+        self.load_errors: dict[str, BaseException] = {}
+        self.ct_key: tuple[str, str] | None = None
+        self.ct = None
+
+    def _model(self, spec: str):
+        """The loaded adapter for ``spec``, built and loaded once per worker; a load failure is remembered."""
+        if spec in self.load_errors:
+            raise self.load_errors[spec]
+        if spec not in self.models:
+            from models.sources import build_source
+
+            try:
+                model = build_source(spec)
+                log.info("loading source %s", model.name)
+                model.load()
+            except Exception as error:
+                self.load_errors[spec] = error
+                raise
+            self.models[spec] = model
+        return self.models[spec]
+
+    def _read_ct(self, folder: str, series_uid: str):
+        from dicom_io.ct_series import read_ct_series
+
+        if self.ct_key != (folder, series_uid):
+            self.ct_key, self.ct = None, None  # never keep a stale CT after a failed read
+            self.ct = read_ct_series(folder, series_uid)
+            self.ct_key = (folder, series_uid)
+        return self.ct
+
+    def process(self, element: tuple[str, OutputTask]) -> Iterator[ManifestRow]:
+        folder, task = element
+        started = time.perf_counter()
+        try:
+            ct = self._read_ct(folder, task.series.series_uid)
+        except Exception as error:
+            yield failed(task, "read CT", error, started)
+            return
+        try:
+            model = self._model(task.source.spec)
+        except Exception as error:
+            yield failed(task, "load source", error, started)
+            return
+        yield make_output(task, ct, model, self.store)
+
+    def teardown(self) -> None:
+        self.models.clear()
+        self.ct = None
+
+
+class WriteManifest(beam.DoFn):
+    def __init__(self, manifest_uri: str):
+        self.manifest_uri = manifest_uri
+
+    def process(self, rows: list[ManifestRow]) -> Iterator[str]:
+        merged = merge_into_manifest(self.manifest_uri, rows)
+        log.info("manifest %s: %d rows from this run, %d in all", self.manifest_uri, len(rows), len(merged))
+        yield self.manifest_uri
+
+
+class SegmentSeries(beam.PTransform):
+    """Series refs → manifest rows of every (series, source, augmentation) output."""
+
+    def __init__(self, settings: SegmentSettings):
+        super().__init__()
+        self.settings = settings
+
+    def expand(self, series):
+        s = self.settings
+        checked = (series
+                   | "PlanOutputs" >> beam.ParDo(PlanOutputs(s))
+                   | "SkipExisting" >> beam.ParDo(SkipExisting(s)).with_outputs(DONE, main="pending"))
+        fetched = (checked.pending
+                   | "BySeries" >> beam.GroupByKey()
+                   | "FetchSeries" >> beam.ParDo(FetchSeries(s)).with_outputs(FAILED_TAG, main="fetched"))
+        made = fetched.fetched | "MakeOutputs" >> beam.ParDo(MakeOutputs(s))
+        return (checked[DONE], fetched[FAILED_TAG], made) | "AllRows" >> beam.Flatten()
+
+
+def run_segment_job(series: Sequence[SeriesRef], settings: SegmentSettings,
+                    beam_args: Sequence[str] = ()) -> None:
+    """Run Stage 1 over ``series`` and merge its rows into ``settings.manifest_uri``.
+
+    ``beam_args`` are Beam pipeline options (``--runner``, ``--direct_num_workers``,
+    ``--direct_running_mode``, Dataflow options); DirectRunner by default.
+    """
+    os.makedirs(settings.cache_dir, exist_ok=True)
+    options = PipelineOptions(list(beam_args))
+    with beam.Pipeline(options=options) as pipeline:
+        _ = (pipeline
+             | "Series" >> beam.Create(list(series))
+             | "Segment" >> SegmentSeries(settings)
+             | "Collect" >> beam.combiners.ToList()
+             | "WriteManifest" >> beam.ParDo(WriteManifest(settings.manifest_uri)))
