@@ -58,7 +58,10 @@ def run_from_args(args: argparse.Namespace) -> None:
 
     series = _series_refs(args)
     sources = tuple(SourceInfo.of(spec, build_source(spec)) for spec in dict.fromkeys(args.source))
-    augmentations = tuple(canonical_augmentations(args.augment))
+    try:
+        augmentations = tuple(canonical_augmentations(args.augment))
+    except ValueError as error:
+        raise JobInputError(str(error)) from None
     settings = SegmentSettings(
         sources=sources, augmentations=augmentations, store_uri=_store_uri(args.out),
         manifest_uri=_manifest_uri(args), seg_type=args.seg_type, idc_endpoint_url=args.idc_endpoint,
