@@ -1,0 +1,51 @@
+"""``bonehub run`` with DICOMweb (a real Orthanc) and GCS (the emulator) as input and output stores."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pydicom
+
+from dicom_io.seg_reader import read_seg
+from dicom_io.stores import open_store
+from pipeline.cli import main
+from pipeline.manifest import read_manifest
+
+PRECOMPUTED = "precomputed:{table}?label_set=totalsegmentator_total&name=TotalSegmentator total&version=2"
+
+
+def test_dicomweb_in_and_out(empty_orthanc, sample_dir, sample_ct, tmp_path):
+    """The CT is searched (QIDO) and retrieved (WADO) from Orthanc; every SEG goes back by STOW and reads back."""
+    url = empty_orthanc.dicomweb_url
+    orthanc = open_store(url, timeout=30)
+    for path in sorted((sample_dir / "ct").iterdir()):
+        orthanc.put(pydicom.dcmread(path))
+    args = ["run", "--dicomweb", url, "--source", PRECOMPUTED.format(table=sample_dir / "totalsegmentator_total.csv"),
+            "--source", "baseline", "--augment", "noise(20)", "--out", url,
+            "--manifest", str(tmp_path / "manifest.parquet"), "--cache-dir", str(tmp_path / "cache")]
+    assert main(args) == 0
+    manifest = pd.read_parquet(tmp_path / "manifest.parquet")
+    assert sorted(manifest.status) == ["written"] * 3
+    assert all(location.startswith(f"{url}/studies/{sample_ct.study_instance_uid}/series/") for location in manifest.location)
+
+    segs = orthanc.list_instances(modality="SEG", study_uid=sample_ct.study_instance_uid)
+    assert sorted(ref.sop_uid for ref in segs) == sorted(manifest.seg_sop_instance_uid)
+    for ref in segs:
+        decoded = read_seg(orthanc.get(*ref[:3]), sample_ct)
+        assert decoded.volume.array.shape == sample_ct.volume.array.shape and decoded.volume.array.any()
+
+    assert main(args) == 0  # the SEGs in Orthanc are CT-free: the CT search still finds one series, nothing is redone
+    assert sorted(pd.read_parquet(tmp_path / "manifest.parquet").status) == ["exists"] * 3
+    assert len(orthanc.list_instances(modality="SEG")) == 3
+
+
+def test_gcs_output_and_manifest(gcs_bucket, sample_dir, sample_ct, tmp_path):
+    out = f"gs://{gcs_bucket}/bonehub/run1"
+    assert main(["run", "--dicom-folder", str(sample_dir / "ct"), "--source", "baseline",
+                 "--out", out, "--cache-dir", str(tmp_path / "cache")]) == 0
+    manifest = read_manifest(f"{out}/manifest.parquet")
+    assert list(manifest.status) == ["written"]
+    (row,) = manifest.itertuples()
+    assert row.location == f"{out}/{sample_ct.study_instance_uid}/{row.seg_series_instance_uid}/{row.seg_sop_instance_uid}.dcm"
+    store = open_store(out)
+    seg = store.get(sample_ct.study_instance_uid, row.seg_series_instance_uid, row.seg_sop_instance_uid)
+    assert read_seg(seg, sample_ct).volume.array.any()
