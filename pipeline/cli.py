@@ -137,6 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _drop_beam_gcp_import_notice(record: logging.LogRecord) -> bool:
+    """Beam warns on import that optional GCP client libraries are absent; nothing here needs them."""
+    return not str(record.msg).startswith("apitools not found")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, beam_args = parser.parse_known_args(argv)
@@ -145,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     args.beam_args = beam_args
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("bonehub").setLevel(logging.INFO)  # progress of long steps is always shown
+    logging.getLogger().addFilter(_drop_beam_gcp_import_notice)
     try:
         args.handler(args)
     except INPUT_ERRORS as error:

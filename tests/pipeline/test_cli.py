@@ -25,7 +25,7 @@ def test_console_script_help():
     bonehub = Path(sys.executable).parent / "bonehub"
     result = subprocess.run([str(bonehub), "--help"], capture_output=True, text=True)
     assert result.returncode == 0
-    for command in ("sample", "seg"):
+    for command in ("run", "segment", "sample", "seg"):
         assert command in result.stdout
     seg_help = subprocess.run([str(bonehub), "seg", "encode", "--help"], capture_output=True, text=True).stdout
     assert "--label-set" in seg_help and "totalsegmentator_total_v1" in seg_help
@@ -59,12 +59,22 @@ def test_encode_splits_appendicular_bones_by_the_midline(sample_dir, sample_ct, 
 
 
 def test_sample_job(tmp_path, capsys):
+    """The quick start: two real precomputed results and the baseline (plain and rotated), then a rerun."""
+    import pandas as pd
+
     assert run_cli("sample", "--out", tmp_path) == 0
     out = capsys.readouterr().out
-    assert out.count("read back identical") == 2
-    assert len(list((tmp_path / "seg").glob("*.dcm"))) == 2
-    assert run_cli("sample", "--out", tmp_path) == 0  # a rerun overwrites the same files: deterministic UIDs
-    assert len(list((tmp_path / "seg").glob("*.dcm"))) == 2
+    assert out.startswith("bonehub run --dicom-folder ")
+    manifest = pd.read_parquet(tmp_path / "manifest.parquet")
+    assert sorted(zip(manifest.source, manifest.augmentation, manifest.status)) == [
+        ("BoneHub bone threshold baseline", "none", "written"), ("BoneHub bone threshold baseline", "rotate(0,0,5)", "written"),
+        ("TotalSegmentator total", "none", "written"), ("TotalSegmentator total fast", "none", "written"),
+    ]
+    segs = sorted((tmp_path / "seg").rglob("*.dcm"))
+    assert len(segs) == 4
+    assert run_cli("sample", "--out", tmp_path) == 0  # a rerun finds every output: deterministic UIDs, nothing redone
+    assert "0 written, 4 exists, 0 failed" in capsys.readouterr().out
+    assert sorted((tmp_path / "seg").rglob("*.dcm")) == segs
 
 
 @pytest.mark.parametrize(
