@@ -118,3 +118,14 @@ def test_bad_job_arguments_exit_2_before_any_work(three_series, tmp_path, capsys
     assert "1.2.3.4" in capsys.readouterr().err
     assert _run("--dicom-folder", three_series, "--source", "baseline", "--augment", "twist(4)", "--out", tmp_path) == 2
     assert "twist" in capsys.readouterr().err
+
+
+def test_multi_process_direct_runner(three_series, tmp_path):
+    """Beam options pass through: two worker processes give the same outputs as the in-process run."""
+    store = tmp_path / "seg"
+    assert _run("--dicom-folder", three_series, "--series-uid", COPY_SERIES, "--source", "baseline",
+                "--augment", "noise(20)", "--out", store, "--cache-dir", tmp_path / "cache",
+                "--direct_num_workers=2", "--direct_running_mode=multi_processing") == 0
+    manifest = pd.read_parquet(store / "manifest.parquet")
+    assert sorted(manifest.status) == ["written", "written"]
+    assert {p.stem for p in store.rglob("*.dcm")} == set(manifest.seg_sop_instance_uid)
