@@ -36,6 +36,8 @@ __all__ = [
     "IdcDownloadError",
     "IdcSelectionError",
     "IdcSeries",
+    "analysis_result_ids",
+    "analysis_result_series",
     "default_endpoint_url",
     "download_series",
     "index_parquet_path",
@@ -212,6 +214,42 @@ def resolve(
     else:
         result.sort(key=lambda s: (s.study_uid, s.series_uid))
     return result
+
+
+def analysis_result_ids() -> list[str]:
+    """The analysis result ids the bundled index knows (e.g. ``totalsegmentator_ct_segmentations``), sorted."""
+    import duckdb
+
+    with duckdb.connect() as con:
+        rows = con.execute(
+            "SELECT DISTINCT analysis_result_id FROM read_parquet($index) WHERE analysis_result_id IS NOT NULL",
+            {"index": str(index_parquet_path())},
+        ).fetchall()
+    return sorted(row[0] for row in rows)
+
+
+def analysis_result_series(study_uid: str, analysis_result_id: str, *, modality: str = "SEG") -> list[IdcSeries]:
+    """The series of one analysis result in one study (empty when there are none), offline.
+
+    The bundled index does not say which image series a SEG segments (that is
+    in idc-index's ``seg_index``, which is fetched from the internet), so these
+    are candidates: the caller checks each SEG's references after download.
+    Sorted by series UID.
+    """
+    validate_uid(study_uid, "StudyInstanceUID of the analysis result query")
+    if not isinstance(analysis_result_id, str) or not analysis_result_id:
+        raise ValueError(f"analysis_result_id must be a non-empty string, got {analysis_result_id!r}")
+    import duckdb
+
+    with duckdb.connect() as con:
+        rows = con.execute(
+            "SELECT SeriesInstanceUID, StudyInstanceUID, collection_id, Modality, instanceCount, series_aws_url, "
+            "series_size_MB FROM read_parquet($index) WHERE StudyInstanceUID = $study "
+            "AND analysis_result_id = $result AND Modality = $modality ORDER BY SeriesInstanceUID",
+            {"index": str(index_parquet_path()), "study": study_uid, "result": analysis_result_id, "modality": modality},
+        ).fetchall()
+    return [IdcSeries(uid, study, collection, mod, int(count), url, float(size))
+            for uid, study, collection, mod, count, url, size in rows]
 
 
 def read_uid_csv(path: str | os.PathLike) -> list[str]:

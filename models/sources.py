@@ -7,6 +7,8 @@ A spec is ``kind[:target][?key=value&key=value]``, for example::
     nnunet:/models/Dataset501_Tarsals/nnUNetTrainer__nnUNetPlans__3d_fullres?mapping=/models/tarsals.csv
     auto3dseg:/models/auto3dseg_work_dir?mapping=/models/labels.csv
     precomputed:/results/ts?label_set=totalsegmentator_total&pattern={series_uid}.nii.gz&name=TotalSegmentator total
+    idc-seg:totalsegmentator_ct_segmentations            (SEGs an IDC analysis result published for the series)
+    store-seg:https://host/dicom-web?algorithm_name=TotalSegmentator&name=TotalSegmentator&version=1.5.6
     plugin:my_package.my_module:MyModel?key=value
 
 Specs are small strings, so they travel through the job graph and each worker
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import importlib
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,6 +130,28 @@ def _table_locator(table: Path) -> Callable[[CTSeries], Path]:
     return lambda ct: files.get(ct.series_instance_uid, table.parent / f"<no row for {ct.series_instance_uid} in {table.name}>")
 
 
+def _idc_seg(spec: SourceSpec) -> SegmentationModel:
+    from models.precomputed import PrecomputedSegmentation
+
+    if not spec.target:
+        raise SourceSpecError(f"source {spec.text!r}: name the IDC analysis result, e.g. idc-seg:totalsegmentator_ct_segmentations")
+    cache = spec.take("cache_dir") or str(Path(tempfile.gettempdir()) / "bonehub-idc-seg-cache")
+    return PrecomputedSegmentation.from_idc(spec.target, cache, endpoint_url=spec.take("endpoint"),
+                                            name=spec.take("name"), version=spec.take("version"))
+
+
+def _store_seg(spec: SourceSpec) -> SegmentationModel:
+    from models.precomputed import PrecomputedSegmentation
+
+    include_own = spec.take("include_own", "false").lower()
+    if include_own not in ("true", "false"):
+        raise SourceSpecError(f"source {spec.text!r}: include_own must be true or false")
+    return PrecomputedSegmentation.from_store(
+        spec.target, spec.take("name", required=True), spec.take("version", required=True),
+        series_description=spec.take("series_description"), algorithm_name=spec.take("algorithm_name"),
+        include_own=include_own == "true")
+
+
 def _baseline(spec: SourceSpec) -> SegmentationModel:
     from models.baseline import BoneThresholdBaseline
 
@@ -151,6 +176,8 @@ _BUILDERS: dict[str, Callable[[SourceSpec], SegmentationModel]] = {
     "nnunet": _nnunet,
     "auto3dseg": _auto3dseg,
     "precomputed": _precomputed,
+    "idc-seg": _idc_seg,
+    "store-seg": _store_seg,
     "baseline": _baseline,
     "plugin": _plugin,
 }
@@ -160,5 +187,7 @@ _PARAMS: dict[str, tuple[str, ...]] = {
     "nnunet": ("mapping", "name", "version", "folds", "device"),
     "auto3dseg": ("mapping", "name", "version", "device"),
     "precomputed": ("label_set", "pattern", "name", "version"),
+    "idc-seg": ("cache_dir", "endpoint", "name", "version"),
+    "store-seg": ("name", "version", "series_description", "algorithm_name", "include_own"),
     "baseline": (),
 }

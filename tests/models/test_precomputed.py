@@ -1,6 +1,7 @@
 """Precomputed segmentations (NIfTI with a native label set, DICOM SEG in schema ids) through the adapter interface."""
 
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -35,7 +36,7 @@ def test_seg_source_matches_written_map(sample_ct, sample_schema_maps, tmp_path)
 
 
 def test_callable_locator(sample_ct, sample_dir, sample_schema_maps):
-    source = PrecomputedSegmentation("ts", "2", "totalsegmentator_total", lambda uid: sample_dir / FULL)
+    source = PrecomputedSegmentation("ts", "2", "totalsegmentator_total", lambda ct: sample_dir / FULL)
     np.testing.assert_array_equal(to_schema(source.predict(sample_ct), sample_ct), sample_schema_maps[FULL])
 
 
@@ -49,11 +50,12 @@ def test_missing_file_names_series_and_path(sample_ct, tmp_path):
 
 
 @pytest.mark.parametrize("uid", ["../../etc/passwd", "1.2/../3", "", "1.2.3 "])
-def test_path_escaping_uid_refused(uid, tmp_path):
+@pytest.mark.parametrize("field", ["series_instance_uid", "study_instance_uid"])
+def test_path_escaping_uid_refused(uid, field, sample_ct, tmp_path):
     looked = []
-    source = PrecomputedSegmentation("ts", "2", None, lambda u: looked.append(u) or tmp_path / u)
+    source = PrecomputedSegmentation("ts", "2", None, lambda ct: looked.append(ct) or tmp_path / ct.series_instance_uid)
     with pytest.raises(InvalidUIDError):
-        source.locate(uid)
+        source.locate(replace(sample_ct, **{field: uid}))
     assert looked == []
 
 
