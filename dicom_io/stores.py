@@ -224,6 +224,18 @@ class LocalStore:
 # --------------------------------------------------------------------------------------------- Google Cloud Storage
 
 
+def gcs_client():
+    """A google-cloud-storage client: default credentials, or anonymous against ``STORAGE_EMULATOR_HOST``."""
+    from google.cloud import storage
+
+    if os.environ.get("STORAGE_EMULATOR_HOST"):
+        from google.auth.credentials import AnonymousCredentials
+
+        return storage.Client(project=os.environ.get("GOOGLE_CLOUD_PROJECT", "bonehub-local"),
+                              credentials=AnonymousCredentials())
+    return storage.Client()
+
+
 class GcsStore:
     """``gs://bucket/prefix/<StudyUID>/<SeriesUID>/<SOPUID>.dcm`` with content type ``application/dicom``.
 
@@ -255,17 +267,8 @@ class GcsStore:
 
     def _get_bucket(self):
         if self._bucket is None:
-            from google.cloud import storage
-
             with self._errors("connect"):
-                if os.environ.get("STORAGE_EMULATOR_HOST"):
-                    from google.auth.credentials import AnonymousCredentials
-
-                    client = storage.Client(project=os.environ.get("GOOGLE_CLOUD_PROJECT", "bonehub-local"),
-                                            credentials=AnonymousCredentials())
-                else:
-                    client = storage.Client()
-                self._bucket = client.bucket(self.bucket_name)
+                self._bucket = gcs_client().bucket(self.bucket_name)
         return self._bucket
 
     @contextmanager
