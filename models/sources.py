@@ -62,7 +62,12 @@ def parse_source_spec(text: str) -> SourceSpec:
 def build_source(text: str) -> SegmentationModel:
     """The adapter a spec names, constructed but not loaded (``load()`` does the heavy part)."""
     spec = parse_source_spec(text)
-    model = _BUILDERS[spec.kind](spec)
+    try:
+        model = _BUILDERS[spec.kind](spec)
+    except SourceSpecError as error:
+        if spec.text in str(error):
+            raise
+        raise SourceSpecError(f"source {spec.text!r}: {error}") from None
     unknown = set(spec.params) - _consumed(spec)
     if unknown:
         raise SourceSpecError(f"source {text!r}: unknown parameter(s) {', '.join(sorted(unknown))}")
@@ -91,18 +96,19 @@ def _moose(spec: SourceSpec) -> SegmentationModel:
 
 
 def _nnunet(spec: SourceSpec) -> SegmentationModel:
+    mapping, folds = spec.take("mapping", required=True), spec.take("folds")
     from models.nnunet import NnUNetModel
 
-    folds = spec.take("folds")
-    return NnUNetModel(spec.target, spec.take("mapping", required=True), name=spec.take("name"),
+    return NnUNetModel(spec.target, mapping, name=spec.take("name"),
                        version=spec.take("version"), folds=tuple(folds.split(",")) if folds else None,
                        device=spec.take("device"))
 
 
 def _auto3dseg(spec: SourceSpec) -> SegmentationModel:
+    mapping = spec.take("mapping", required=True)
     from models.monai_auto3dseg import Auto3DSegModel
 
-    return Auto3DSegModel(spec.target, spec.take("mapping", required=True), name=spec.take("name"),
+    return Auto3DSegModel(spec.target, mapping, name=spec.take("name"),
                           version=spec.take("version"), device=spec.take("device"))
 
 
@@ -112,22 +118,28 @@ def _precomputed(spec: SourceSpec) -> SegmentationModel:
 
     label_set = spec.take("label_set")
     pattern = spec.take("pattern", "{series_uid}.nii.gz" if label_set else "{series_uid}.dcm")
-    locate = _table_locator(Path(spec.target)) if spec.target.lower().endswith(".csv") else spec.target
+    locate = _TableLocator(Path(spec.target)) if spec.target.lower().endswith(".csv") else spec.target
     return PrecomputedSegmentation(spec.take("name", required=True), spec.take("version", required=True),
                                    label_set, locate, pattern)
 
 
-def _table_locator(table: Path) -> Callable[[CTSeries], Path]:
-    """``CT series -> file`` from a CSV with columns ``series_uid,path`` (paths relative to the CSV)."""
-    try:
-        with table.open(newline="", encoding="utf-8") as handle:
-            rows = list(csv.DictReader(handle))
-    except OSError as error:
-        raise SourceSpecError(f"precomputed table {table}: {error.strerror or error}") from None
-    if rows and not {"series_uid", "path"} <= set(rows[0]):
-        raise SourceSpecError(f"precomputed table {table}: needs columns series_uid,path; has {', '.join(rows[0])}")
-    files = {row["series_uid"].strip(): table.parent / row["path"].strip() for row in rows}
-    return lambda ct: files.get(ct.series_instance_uid, table.parent / f"<no row for {ct.series_instance_uid} in {table.name}>")
+class _TableLocator:
+    """``CT series -> file`` from a CSV with columns ``series_uid,path`` (paths relative to the CSV); picklable."""
+
+    def __init__(self, table: Path):
+        try:
+            with table.open(newline="", encoding="utf-8") as handle:
+                rows = list(csv.DictReader(handle))
+        except OSError as error:
+            raise SourceSpecError(f"precomputed table {table}: {error.strerror or error}") from None
+        if rows and not {"series_uid", "path"} <= set(rows[0]):
+            raise SourceSpecError(f"precomputed table {table}: needs columns series_uid,path; has {', '.join(rows[0])}")
+        self.table = table
+        self.files = {row["series_uid"].strip(): table.parent / row["path"].strip() for row in rows}
+
+    def __call__(self, ct: CTSeries) -> Path:
+        uid = ct.series_instance_uid
+        return self.files.get(uid, self.table.parent / f"<no row for {uid} in {self.table.name}>")
 
 
 def _idc_seg(spec: SourceSpec) -> SegmentationModel:

@@ -91,9 +91,13 @@ def test_every_native_label_of_totalsegmentator_is_listed(test_data):
 
 
 def test_tree_has_the_documented_shape(schema):
-    assert [a.name for a in schema.ancestors("vertebra_L1")] == ["lumbar_vertebrae", "spine"]
-    assert [a.name for a in schema.ancestors("rib_left_7")] == ["ribs_left", "thoracic_cage"]
-    assert [a.name for a in schema.ancestors("calcaneus_left")] == ["tarsals_left", "lower_limb"]
+    assert [a.name for a in schema.ancestors("vertebra_L1")] == ["lumbar_vertebrae", "spine", "skeleton"]
+    assert [a.name for a in schema.ancestors("rib_left_7")] == ["ribs_left", "thoracic_cage", "skeleton"]
+    assert [a.name for a in schema.ancestors("calcaneus_left")] == ["tarsals_left", "lower_limb", "skeleton"]
+    assert [s.name for s in schema if s.parent is None] == ["skeleton"]  # one root: whole-skeleton sources compare there
+    assert {s.name for s in schema.children("skeleton")} == {
+        "skull", "spine", "thoracic_cage", "shoulder_girdle", "pelvic_girdle", "upper_limb", "lower_limb"
+    }
     assert {s.name for s in schema.children("carpals_right")} == {
         f"{b}_right" for b in ("scaphoid", "lunate", "triquetrum", "pisiform", "trapezium", "trapezoid", "capitate", "hamate")
     }
