@@ -116,6 +116,7 @@ def failed(task: OutputTask, step: str, error: BaseException | str, started: flo
 def make_output(task: OutputTask, ct: CTSeries, model: SegmentationModel, store: Store) -> ManifestRow:
     """Segment, encode and store one output; any failure becomes a FAILED row naming its step."""
     started = time.perf_counter()
+    log.info("%s: segmenting", task.describe())
     try:
         schema_map = segment_ct(ct, model, parse_augmentation(task.augmentation))
     except Exception as error:  # a crashed model fails this output only
