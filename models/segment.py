@@ -21,17 +21,24 @@ def sees_pixels(model: SegmentationModel) -> bool:
     return bool(getattr(model, "sees_pixels", True))
 
 
-def segment_ct(ct: CTSeries, model: SegmentationModel, augmentation: augment.Augmentation) -> np.ndarray:
+def augmented_ct(ct: CTSeries, augmentation: augment.Augmentation) -> CTSeries:
+    """The CT as a model sees it under ``augmentation`` (``ct`` itself for none); share it across sources."""
+    if isinstance(augmentation, augment.Identity):
+        return ct
+    return dataclasses.replace(ct, volume=augment.apply(augmentation, ct.volume, ct.series_instance_uid))
+
+
+def segment_ct(ct: CTSeries, model: SegmentationModel, augmentation: augment.Augmentation,
+               seen: CTSeries | None = None) -> np.ndarray:
     """Schema-id map on ``ct``'s grid from ``model`` run on ``ct`` as seen under ``augmentation``.
 
-    Harmonizing happens on the augmented CT (the left/right split of unsided
-    labels measures the body midline where the labels are), then spatial
-    augmentations are inverted with nearest neighbour.
+    ``seen``: ``augmented_ct(ct, augmentation)`` when the caller already made it (one per
+    series and augmentation, whatever the number of sources). Harmonizing happens on
+    the augmented CT (the left/right split of unsided labels measures the body midline
+    where the labels are), then spatial augmentations are inverted with nearest neighbour.
     """
     if not isinstance(augmentation, augment.Identity) and not sees_pixels(model):
         raise ValueError(f"{model.name} does not look at the CT, so augmentation {augmentation} cannot apply to it")
-    seen = ct
-    if not isinstance(augmentation, augment.Identity):
-        seen = dataclasses.replace(ct, volume=augment.apply(augmentation, ct.volume, ct.series_instance_uid))
+    seen = seen if seen is not None else augmented_ct(ct, augmentation)
     schema_map = to_schema(model.predict(seen), seen)
     return augment.invert(augmentation, schema_map, ct.volume)

@@ -114,6 +114,7 @@ class MakeOutputs(beam.DoFn):
         self.load_errors: dict[str, BaseException] = {}
         self.ct_key: tuple[str, str] | None = None
         self.ct = None
+        self.seen: dict[str, object] = {}  # augmentation text -> augmented CT of the current series
 
     def _model(self, spec: str):
         """The loaded adapter for ``spec``, built and loaded once per worker; a load failure is remembered."""
@@ -136,10 +137,19 @@ class MakeOutputs(beam.DoFn):
         from dicom_io.ct_series import read_ct_series
 
         if self.ct_key != (folder, series_uid):
-            self.ct_key, self.ct = None, None  # never keep a stale CT after a failed read
+            self.ct_key, self.ct, self.seen = None, None, {}  # never keep a stale CT after a failed read
             self.ct = read_ct_series(folder, series_uid)
             self.ct_key = (folder, series_uid)
         return self.ct
+
+    def _seen(self, ct, augmentation: str):
+        """The augmented CT, made once per series and augmentation for all sources that see pixels."""
+        from models.augment import parse_augmentation
+        from models.segment import augmented_ct
+
+        if augmentation not in self.seen:
+            self.seen[augmentation] = augmented_ct(ct, parse_augmentation(augmentation))
+        return self.seen[augmentation]
 
     def process(self, element: tuple[str, OutputTask]) -> Iterator[ManifestRow]:
         folder, task = element
@@ -154,11 +164,18 @@ class MakeOutputs(beam.DoFn):
         except Exception as error:
             yield failed(task, "load source", error, started)
             return
-        yield make_output(task, ct, model, self.store)
+        seen = None
+        if task.source.sees_pixels:
+            try:
+                seen = self._seen(ct, task.augmentation)
+            except Exception as error:
+                yield failed(task, "augment", error, started)
+                return
+        yield make_output(task, ct, model, self.store, seen)
 
     def teardown(self) -> None:
         self.models.clear()
-        self.ct = None
+        self.ct, self.seen = None, {}
 
 
 class WriteManifest(beam.DoFn):

@@ -22,6 +22,7 @@ from dicom_io.ct_series import CTSeries
 from dicom_io.provenance import SegmentationSource, segmentation_uids
 from dicom_io.seg_writer import write_seg
 from dicom_io.stores import Store
+from labels.label_sets import present_values
 from models.augment import parse_augmentation
 from models.base import SegmentationModel
 from models.segment import segment_ct, sees_pixels
@@ -113,12 +114,16 @@ def failed(task: OutputTask, step: str, error: BaseException | str, started: flo
     return task.row(FAILED, error=reason, seconds=time.perf_counter() - started if started else 0.0)
 
 
-def make_output(task: OutputTask, ct: CTSeries, model: SegmentationModel, store: Store) -> ManifestRow:
-    """Segment, encode and store one output; any failure becomes a FAILED row naming its step."""
+def make_output(task: OutputTask, ct: CTSeries, model: SegmentationModel, store: Store,
+                seen: CTSeries | None = None) -> ManifestRow:
+    """Segment, encode and store one output; any failure becomes a FAILED row naming its step.
+
+    ``seen``: the augmented CT when the caller shares it between the sources of a series.
+    """
     started = time.perf_counter()
     log.info("%s: segmenting", task.describe())
     try:
-        schema_map = segment_ct(ct, model, parse_augmentation(task.augmentation))
+        schema_map = segment_ct(ct, model, parse_augmentation(task.augmentation), seen)
     except Exception as error:  # a crashed model fails this output only
         log.debug("%s: traceback of the failure", task.describe(), exc_info=True)
         return failed(task, "predict", error, started)
@@ -131,7 +136,7 @@ def make_output(task: OutputTask, ct: CTSeries, model: SegmentationModel, store:
         location = store.put(seg)
     except Exception as error:
         return failed(task, "store", error, started)
-    segments = int(np.count_nonzero(np.unique(schema_map)))
+    segments = int(np.count_nonzero(present_values(schema_map)))
     seconds = time.perf_counter() - started
     log.info("%s: %d segments -> %s (%.1f s)", task.describe(), segments, location, seconds)
     return task.row(WRITTEN, location=location, segments=segments, seconds=seconds)
