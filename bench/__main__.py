@@ -1,23 +1,32 @@
-"""``python -m bench``: run every benchmark and print each next to its anchor."""
+"""``python -m bench``: run every benchmark (or the ones named) and print each next to its anchor."""
 
 from __future__ import annotations
 
 import argparse
 
-from bench import seg_encoding
+from bench import seg_encoding, stage1_overhead
 from bench.skeleton_phantom import DEFAULT_SHAPE
 
 QUICK_SHAPE = (80, 128, 128)  # slices, rows, columns: a smoke run in seconds, every bone still present
+BENCHMARKS = ("seg_encoding", "stage1_overhead")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("benchmarks", nargs="*", metavar="BENCHMARK", help=f"one or more of {', '.join(BENCHMARKS)} (default: all)")
     parser.add_argument("--quick", action="store_true", help=f"small grid {' x '.join(map(str, QUICK_SHAPE))} instead of {' x '.join(map(str, DEFAULT_SHAPE))}")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs per method, median reported (default 3)")
+    parser.add_argument("--repeats", type=int, default=3, help="seg_encoding: timed runs per method, median reported (default 3)")
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
-    seg_encoding.run(QUICK_SHAPE if args.quick else DEFAULT_SHAPE, repeats=args.repeats)
+    if unknown := sorted(set(args.benchmarks) - set(BENCHMARKS)):
+        parser.error(f"unknown benchmark(s) {', '.join(unknown)}: choose from {', '.join(BENCHMARKS)}")  # argparse's choices reject an empty list
+    shape = QUICK_SHAPE if args.quick else DEFAULT_SHAPE
+    chosen = args.benchmarks or BENCHMARKS
+    if "seg_encoding" in chosen:
+        seg_encoding.run(shape, repeats=args.repeats)
+    if "stage1_overhead" in chosen:
+        stage1_overhead.run(shape)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,467 @@
+"""Stage 1 per-series overhead outside model inference: ours step by step against the CloudSegmentator/MHub way.
+
+One CT series (``bench.skeleton_phantom``, written as DICOM) gets 9 outputs:
+3 stand-in sources x 3 input augmentations (``OUTPUTS``). No model runs: a
+stand-in answers at once with a TotalSegmentator ``total`` label map as it
+lies in the augmented CT (for a rotation, the labels rotated as ``apply``
+rotated the CT, so ``invert`` has real work to do). Stand-ins B and C answer
+with the phantom of seeds 1 and 2 (up to 3 % larger or smaller, shifted by up
+to 5 mm), so the three sources disagree a little, as real models do.
+
+Ours, as Stage 1 runs it (the order of ``models.segment.segment_ct``, then
+``pipeline.stage1.make_output``): ``read_ct_series`` once per series;
+``augmented_ct`` once per series and augmentation, shared by the sources (as
+``MakeOutputs`` does); per output the stand-in (timed, not counted), ``to_schema``
+on the augmented CT (harmonize, native -> schema ids), ``invert`` (back onto
+the source grid), ``write_seg`` (LABELMAP, RLE) and ``LocalStore.put``.
+The steps are timed one by one, so those functions are not called whole.
+
+Anchor, as IDC's CloudSegmentator and MHub's converters do it: ``dcm2niix``
+converts the DICOM series to NIfTI once (CloudSegmentator's flags); per output
+the model's label map is written as ``.nii.gz`` (what the model leaves on
+disk), a dcmqi metadata JSON describes every structure the source can emit with
+the schema's codes (CloudSegmentator's TotalSegmentator workflow ships one such
+JSON for all classes, built from a SNOMED mapping table, and only changes the
+series description; dcmqi skips labels that are absent from the image) and
+dcmqi's ``itkimage2segimage`` encodes the SEG, reading the DICOM series again.
+Two flavours of that last call: CloudSegmentator's current one (LABELMAP,
+deflate, label ids as segment numbers) and MHub's ``DsegConverter`` (BINARY).
+The anchor's label map is the schema map ours stored for that output, so both
+sides encode the same segments; the anchor needs no augmentation, inversion or
+label translation. The real binaries run (``dcm2niix.bin`` and the executable
+inside the ``dcmqi`` package, not the Python wrappers in ``.venv/bin``), as
+the Docker images of both projects call them. plastimatch (MHub's other
+converter) is not installed here and is not measured.
+
+Every SEG is read back afterwards with ``read_seg`` and compared voxel by
+voxel with the schema map of its output.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
+
+import dcm2niix
+import dcmqi
+import highdicom as hd
+import nibabel as nib
+import numpy as np
+from pydicom.uid import generate_uid
+
+from bench.skeleton_phantom import DEFAULT_SHAPE, make_phantom
+from dicom_io.ct_series import CTSeries, read_ct_series
+from dicom_io.ct_writer import write_ct_series
+from dicom_io.provenance import SegmentationSource
+from dicom_io.seg_reader import read_seg
+from dicom_io.seg_writer import write_seg
+from dicom_io.stores import open_store
+from labels.label_sets import LabelSet, load_label_set
+from labels.schema import Code, default_schema
+from models.augment import Augmentation, Rotation, invert, parse_augmentation
+from models.segment import augmented_ct
+from models.base import Prediction
+from models.harmonize import to_schema
+
+RESULTS_PATH = Path(__file__).resolve().parent / "results" / "stage1_overhead.json"
+GOAL_SERIES_SECONDS = 40.0
+LABEL_SET = "totalsegmentator_total"
+ROTATION = "rotate(0,0,5)"
+STAND_IN_VERSION = "phantom"
+SOURCE_SEEDS = {"stand-in A": 0, "stand-in B": 1, "stand-in C": 2}  # phantom seed of each source's labels
+OUTPUTS = (  # (source, augmentation): 3 sources x 3 augmentations
+    ("stand-in A", "none"), ("stand-in A", ROTATION), ("stand-in A", "noise(20)"),
+    ("stand-in B", "none"), ("stand-in B", ROTATION), ("stand-in B", "intensity(scale=1.05,shift=10,gamma=0.9)"),
+    ("stand-in C", "none"), ("stand-in C", ROTATION), ("stand-in C", "noise(20)"),
+)
+OUR_STEPS = ("augment", "harmonize", "invert", "encode", "store")
+DCM2NIIX_FLAGS = ("-z", "y", "-f", "%j", "-b", "n", "-m", "y")  # CloudSegmentator's convert_dicom_to_nifti
+ANCHOR_FLAVOURS = {  # itkimage2segimage options; dcmqi 1.5.7 wants a value after --skip
+    "cloudsegmentator": ("--segmentationType", "labelmap", "--useLabelIDAsSegmentNumber", "--skip", "1", "--compress", "deflate"),
+    "mhub": ("--skip", "1"),
+}
+_LPS_FROM_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class StandIn:
+    """A source that answers at once with native labels as they lie in the augmented CT: no inference is benchmarked."""
+
+    name: str
+    version: str
+    label_set: LabelSet
+    on_input: dict[str, np.ndarray]  # augmentation text -> native label map on the augmented CT's grid
+
+    def predict(self, augmented: hd.Volume, aug: Augmentation) -> Prediction:
+        return Prediction(augmented.with_array(self.on_input[str(aug)]), self.label_set)
+
+
+@dataclass(frozen=True)
+class Output:
+    """One output of ours: seconds per step, the stand-in's (uncounted) seconds, the stored SEG."""
+
+    source: str
+    augmentation: str
+    seconds: dict[str, float]
+    stand_in_seconds: float
+    uri: str
+    size_bytes: int
+
+    @property
+    def total(self) -> float:
+        return sum(self.seconds.values())
+
+
+@dataclass(frozen=True)
+class AnchorOutput:
+    """One output of the anchor: shared steps, then one itkimage2segimage run per flavour."""
+
+    seconds: dict[str, float]  # write_nifti, write_metadata
+    itkimage2segimage_seconds: dict[str, float]  # flavour -> seconds
+    size_bytes: dict[str, int]  # flavour -> SEG file size
+
+    def total(self, flavour: str) -> float:
+        return sum(self.seconds.values()) + self.itkimage2segimage_seconds[flavour]
+
+
+def run(shape: tuple[int, int, int] = DEFAULT_SHAPE, results_path: Path | None = RESULTS_PATH) -> dict:
+    """Run the benchmark once, print the tables and write the JSON (unless ``results_path`` is None); returns the results."""
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="bonehub_bench_stage1_") as tmp:
+        work = Path(tmp)
+        started = time.perf_counter()
+        ct_dir, stand_ins = prepare(shape, work)
+        setup_seconds = time.perf_counter() - started
+
+        started = time.perf_counter()
+        ct = read_ct_series(ct_dir)
+        read_seconds = time.perf_counter() - started
+        outputs, schema_maps = run_ours(ct, stand_ins, work / "store")
+
+        started = time.perf_counter()
+        nifti_path = convert_with_dcm2niix(ct_dir, work / "dcm2niix")
+        convert_seconds = time.perf_counter() - started
+        anchor = run_anchor(ct, ct_dir, nifti_path, outputs, schema_maps, work / "anchor")
+
+        checks = check_outputs(ct, outputs, schema_maps, work / "anchor")
+    results = summarize(shape, ct, outputs, anchor, checks, read_seconds, convert_seconds, setup_seconds, load_before)
+    print(format_report(results))
+    if results_path is not None:
+        results_path.parent.mkdir(parents=True, exist_ok=True)
+        results_path.write_text(json.dumps(results, indent=2))
+        print(f"results written to {results_path}")
+    return results
+
+
+def prepare(shape: tuple[int, int, int], work: Path) -> tuple[Path, dict[str, StandIn]]:
+    """Write the phantom CT as a DICOM series and build each stand-in's answers (not timed)."""
+    volume, _ = make_phantom(shape)
+    ct_dir = work / "ct"
+    uids = {
+        f"{part}_uid": generate_uid(entropy_srcs=["bonehub.bench.stage1_overhead", part, *map(str, shape)])
+        for part in ("study_instance", "series_instance", "frame_of_reference")
+    }
+    write_ct_series(volume, ct_dir, **uids, patient_name="Phantom^Skeleton", patient_id="PHANTOM", series_description="skeleton phantom")
+    label_set = load_label_set(LABEL_SET)
+    stand_ins = {}
+    for name, seed in SOURCE_SEEDS.items():
+        labels = make_phantom(shape, seed=seed)[1]
+        on_input = {text: labels for source, text in OUTPUTS if source == name}
+        for text in on_input:
+            aug = parse_augmentation(text)
+            if isinstance(aug, Rotation):
+                on_input[text] = rotated_like_ct(aug, labels, volume)
+        stand_ins[name] = StandIn(name, STAND_IN_VERSION, label_set, on_input)
+    return ct_dir, stand_ins
+
+
+def rotated_like_ct(aug: Rotation, labels: np.ndarray, grid: hd.Volume) -> np.ndarray:
+    """``labels`` moved as ``apply(aug, ...)`` moves the CT, with nearest neighbour.
+
+    ``invert`` moves labels by the inverse rotation; about a single axis that
+    inverse is the rotation by the opposite angle, so this stays on public API.
+    """
+    if sum(angle != 0 for angle in aug.degrees) != 1:
+        raise ValueError(f"the stand-in rotates labels about one axis only, got {aug}")
+    return invert(Rotation(tuple(-angle for angle in aug.degrees)), labels, grid)
+
+
+def run_ours(ct: CTSeries, stand_ins: dict[str, StandIn], store_dir: Path) -> tuple[list[Output], list[np.ndarray]]:
+    """Every output through Stage 1's steps, each step timed; returns the outputs and their schema maps."""
+    store = open_store(store_dir)
+    outputs, schema_maps = [], []
+    seen_by_augmentation: dict[str, CTSeries] = {}  # as MakeOutputs does: one augmented CT per series and augmentation
+    for name, text in OUTPUTS:
+        aug = parse_augmentation(text)
+        stand_in = stand_ins[name]
+        seconds: dict[str, float] = {"augment": 0.0}
+        if text not in seen_by_augmentation:
+            seen_by_augmentation[text] = _timed(seconds, "augment", augmented_ct, ct, aug)
+        seen = seen_by_augmentation[text]
+        prediction = _timed(seconds, "inference", stand_in.predict, seen.volume, aug)
+        on_seen = _timed(seconds, "harmonize", to_schema, prediction, seen)
+        schema_map = _timed(seconds, "invert", invert, aug, on_seen, ct.volume)
+        source = SegmentationSource(stand_in.name, stand_in.version, str(aug))
+        seg = _timed(seconds, "encode", write_seg, schema_map, ct, source)
+        uri = _timed(seconds, "store", store.put, seg)
+        stand_in_seconds = seconds.pop("inference")
+        outputs.append(Output(name, str(aug), seconds, stand_in_seconds, uri, _path_of(uri).stat().st_size))
+        schema_maps.append(schema_map.astype(np.uint8) if schema_map.max(initial=0) < 256 else schema_map)
+    return outputs, schema_maps
+
+
+def convert_with_dcm2niix(ct_dir: Path, out_dir: Path) -> Path:
+    """The anchor's one conversion per series: the DICOM series to a gzipped NIfTI."""
+    out_dir.mkdir(parents=True)
+    _run([dcm2niix.bin, *DCM2NIIX_FLAGS, "-o", str(out_dir), str(ct_dir)], "dcm2niix")
+    converted = sorted(out_dir.glob("*.nii.gz"))
+    if len(converted) != 1:
+        raise RuntimeError(f"dcm2niix wrote {len(converted)} NIfTI files to {out_dir}, expected 1")
+    return converted[0]
+
+
+def run_anchor(ct: CTSeries, ct_dir: Path, nifti_path: Path, outputs: list[Output], schema_maps: list[np.ndarray], out_dir: Path) -> list[AnchorOutput]:
+    """Per output: the label map as the model writes it, the dcmqi metadata, then each itkimage2segimage flavour."""
+    converted = nib.load(nifti_path)
+    grid = hd.VolumeGeometry(_LPS_FROM_RAS @ converted.affine, converted.shape[:3], "PATIENT", ct.frame_of_reference_uid)
+    if not np.array_equal(np.asarray(converted.dataobj), ct.volume.match_geometry(grid).array):
+        raise RuntimeError("dcm2niix's grid is not the CT grid up to axis order and flips")
+    itkimage2segimage = _dcmqi_binary("itkimage2segimage")
+    schema = default_schema()
+    emitted = np.array(sorted(schema[name].id for name in load_label_set(LABEL_SET).emitted()))  # dcmqi skips absent labels
+    out_dir.mkdir(parents=True)
+    anchor = []
+    for index, (output, schema_map) in enumerate(zip(outputs, schema_maps)):
+        model_output = ct.volume.with_array(schema_map).match_geometry(grid).array  # the model predicts on the NIfTI grid
+        header = converted.header.copy()
+        header.set_data_dtype(schema_map.dtype)
+        label_path, metadata_path = out_dir / f"{index}.nii.gz", out_dir / f"{index}.json"
+        source = SegmentationSource(output.source, STAND_IN_VERSION, output.augmentation)
+        seconds: dict[str, float] = {}
+        _timed(seconds, "write_nifti", nib.save, nib.Nifti1Image(model_output, converted.affine, header), label_path)
+        _timed(seconds, "write_metadata", _write_metadata, metadata_path, emitted, source)
+        encode_seconds: dict[str, float] = {}
+        for flavour, options in ANCHOR_FLAVOURS.items():
+            command = [str(itkimage2segimage), "--inputImageList", str(label_path), "--inputDICOMDirectory", str(ct_dir),
+                       "--inputMetadata", str(metadata_path), "--outputDICOM", str(out_dir / f"{index}_{flavour}.dcm"), *options]
+            _timed(encode_seconds, flavour, _run, command, f"itkimage2segimage ({flavour})")
+        sizes = {flavour: (out_dir / f"{index}_{flavour}.dcm").stat().st_size for flavour in ANCHOR_FLAVOURS}
+        anchor.append(AnchorOutput(seconds, encode_seconds, sizes))
+    return anchor
+
+
+def _write_metadata(path: Path, values: np.ndarray, source: SegmentationSource) -> None:
+    """The anchor's per-output metadata file: the fixed segment list, this output's series description."""
+    path.write_text(json.dumps(dcmqi_metadata(values, source)))
+
+
+def dcmqi_metadata(values: np.ndarray, source: SegmentationSource) -> dict:
+    """dcmqi's segmentation metadata (its seg-schema.json): one segment per label value, codes from the bone schema."""
+    schema = default_schema()
+
+    def code(c: Code) -> dict[str, str]:
+        return {"CodingSchemeDesignator": c.scheme, "CodeValue": c.value, "CodeMeaning": c.meaning}
+
+    segments = []
+    for value in values[values > 0]:
+        structure = schema[int(value)]
+        segment = {
+            "labelID": int(value),
+            "SegmentLabel": structure.display_name,
+            "SegmentDescription": structure.display_name,
+            "SegmentAlgorithmType": "AUTOMATIC",
+            "SegmentAlgorithmName": source.name,
+            "SegmentedPropertyCategoryCodeSequence": code(structure.category),
+            "SegmentedPropertyTypeCodeSequence": code(structure.type),
+            "recommendedDisplayRGBValue": list(structure.color),
+        }
+        if structure.modifier is not None:
+            segment["SegmentedPropertyTypeModifierCodeSequence"] = code(structure.modifier)
+        segments.append(segment)
+    return {
+        "ContentCreatorName": "BoneHub^Benchmark",
+        "ClinicalTrialSeriesID": "0",
+        "ClinicalTrialTimePointID": "1",
+        "ClinicalTrialCoordinatingCenterName": "dcmqi",
+        "SeriesDescription": source.describe(),
+        "SeriesNumber": "300",
+        "InstanceNumber": "1",
+        "BodyPartExamined": "WHOLEBODY",
+        "segmentAttributes": [segments],
+    }
+
+
+def check_outputs(ct: CTSeries, outputs: list[Output], schema_maps: list[np.ndarray], anchor_dir: Path) -> dict:
+    """After timing: every SEG read back against its schema map, and how well a rotation round trip agrees."""
+    paths = {"ours": [_path_of(output.uri) for output in outputs]}
+    for flavour in ANCHOR_FLAVOURS:
+        paths[f"anchor_{flavour}"] = [anchor_dir / f"{index}_{flavour}.dcm" for index in range(len(outputs))]
+    read_back = {
+        side: [bool(np.array_equal(read_seg(path, ct).volume.array, expected)) for path, expected in zip(seg_paths, schema_maps)]
+        for side, seg_paths in paths.items()
+    }
+    agreement = {}
+    for index, output in enumerate(outputs):
+        if isinstance(parse_augmentation(output.augmentation), Rotation):
+            plain = next(i for i, o in enumerate(outputs) if o.source == output.source and o.augmentation == "none")
+            agreement[output.source] = labelled_agreement(schema_maps[index], schema_maps[plain])
+    return {"read_back_exact": read_back, "rotation_round_trip_agreement": agreement}
+
+
+def _path_of(uri: str) -> Path:
+    """The local path of a ``file://`` URI that ``LocalStore.put`` returned."""
+    return Path(url2pathname(urlsplit(uri).path))
+
+
+def labelled_agreement(a: np.ndarray, b: np.ndarray) -> float:
+    """Voxels with the same structure in both, over voxels labelled in either (1.0 = identical)."""
+    labelled = (a > 0) | (b > 0)
+    return float(np.count_nonzero((a == b) & labelled)) / max(int(np.count_nonzero(labelled)), 1)
+
+
+def _timed(seconds: dict[str, float], step: str, action: Callable[..., T], *args: object) -> T:
+    """``action(*args)``, its wall time recorded as ``seconds[step]``."""
+    started = time.perf_counter()
+    result = action(*args)
+    seconds[step] = time.perf_counter() - started
+    return result
+
+
+def _dcmqi_binary(name: str) -> Path:
+    path = Path(dcmqi.__file__).resolve().parent / "bin" / name
+    if not path.is_file():
+        raise FileNotFoundError(f"dcmqi executable {name} not found at {path}: install the PyPI package dcmqi (>= 1.5.7)")
+    return path
+
+
+def _run(command: list[str], what: str) -> None:
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{what} failed with exit status {done.returncode}: {(done.stderr or done.stdout)[-2000:]}")
+
+
+def summarize(
+    shape: tuple[int, int, int],
+    ct: CTSeries,
+    outputs: list[Output],
+    anchor: list[AnchorOutput],
+    checks: dict,
+    read_seconds: float,
+    convert_seconds: float,
+    setup_seconds: float,
+    load_before: tuple[float, float, float],
+) -> dict:
+    """Everything measured, as JSON-ready data; ratios are anchor / ours from this run."""
+    ours_total = read_seconds + sum(o.total for o in outputs)
+    anchor_totals = {f: convert_seconds + sum(a.total(f) for a in anchor) for f in ANCHOR_FLAVOURS}
+    fastest = min(anchor_totals, key=anchor_totals.get)
+    like_for_like = read_seconds + sum(o.seconds["harmonize"] + o.seconds["encode"] + o.seconds["store"] for o in outputs)
+    packages = ("highdicom", "pydicom", "numpy", "SimpleITK", "nibabel", "dcmqi", "dcm2niix")
+    return {
+        "benchmark": "stage1_overhead",
+        "versions": {package: importlib.metadata.version(package) for package in packages},
+        "machine": {"cpu_cores": os.cpu_count(), "load_average_before": list(load_before), "load_average_after": list(os.getloadavg())},
+        "grid": {"shape": list(shape), "spacing_mm": list(ct.volume.spacing), "voxels": int(np.prod(shape))},
+        "setup_seconds": setup_seconds,
+        "ours": {
+            "read_ct_series_seconds": read_seconds,
+            "outputs": [asdict(o) | {"total_seconds": o.total} for o in outputs],
+            "per_series_seconds": ours_total,
+            "like_for_like_seconds": like_for_like,
+        },
+        "anchor": {
+            "dcm2niix_seconds": convert_seconds,
+            "dcm2niix_flags": list(DCM2NIIX_FLAGS),
+            "itkimage2segimage_options": {f: list(o) for f, o in ANCHOR_FLAVOURS.items()},
+            "plastimatch": "not installed, not measured",
+            "outputs": [asdict(a) | {"total_seconds": {f: a.total(f) for f in ANCHOR_FLAVOURS}} for a in anchor],
+            "per_series_seconds": anchor_totals,
+        },
+        "checks": checks,
+        "ratios": {f: total / ours_total for f, total in anchor_totals.items()},
+        "goals": {
+            "per_series": {"target_seconds": GOAL_SERIES_SECONDS, "met": ours_total <= GOAL_SERIES_SECONDS},
+            "faster_than_anchor": {"anchor": fastest, "met": ours_total < anchor_totals[fastest]},
+        },
+    }
+
+
+def format_report(results: dict) -> str:
+    """The printed report: one row per output and step, per-series totals next to the anchor, goals met or not."""
+    ours, anchor, grid = results["ours"], results["anchor"], results["grid"]
+    flavours = list(ANCHOR_FLAVOURS)
+    header = ("output", *OUR_STEPS, "[stand-in]", "ours", "|", "nifti", "json", *(f"dcmqi {f}" for f in flavours), *(f"anchor {f}" for f in flavours))
+    rows = [header]
+    for o, a in zip(ours["outputs"], anchor["outputs"]):
+        rows.append((
+            f"{o['source']} {o['augmentation']}", *(f"{o['seconds'][s]:.2f}" for s in OUR_STEPS), f"{o['stand_in_seconds']:.2f}",
+            f"{o['total_seconds']:.2f}", "|", f"{a['seconds']['write_nifti']:.2f}", f"{a['seconds']['write_metadata']:.2f}",
+            *(f"{a['itkimage2segimage_seconds'][f]:.2f}" for f in flavours), *(f"{a['total_seconds'][f]:.2f}" for f in flavours),
+        ))
+    sums = [
+        sum(o["seconds"][s] for o in ours["outputs"]) for s in OUR_STEPS
+    ]
+    rows.append((
+        f"sum of {len(ours['outputs'])} outputs", *(f"{v:.2f}" for v in sums), f"{sum(o['stand_in_seconds'] for o in ours['outputs']):.2f}",
+        f"{sum(o['total_seconds'] for o in ours['outputs']):.2f}", "|",
+        f"{sum(a['seconds']['write_nifti'] for a in anchor['outputs']):.2f}", f"{sum(a['seconds']['write_metadata'] for a in anchor['outputs']):.2f}",
+        *(f"{sum(a['itkimage2segimage_seconds'][f] for a in anchor['outputs']):.2f}" for f in flavours),
+        *(f"{sum(a['total_seconds'][f] for a in anchor['outputs']):.2f}" for f in flavours),
+    ))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    table = ["  ".join(cell.rjust(width) if i else cell.ljust(width) for i, (cell, width) in enumerate(zip(row, widths))).rstrip() for row in rows]
+
+    goals, ratios, checks = results["goals"], results["ratios"], results["checks"]
+    fastest = goals["faster_than_anchor"]["anchor"]
+    versions, machine = results["versions"], results["machine"]
+    outputs = len(ours["outputs"])
+
+    def exact(side: str) -> str:
+        flags = checks["read_back_exact"][side]
+        return f"{sum(flags)}/{len(flags)}"
+
+    def mib(sizes: list[int]) -> str:
+        return f"{statistics.median(sizes) / 2**20:.2f} MiB"
+
+    agreement = ", ".join(f"{source} {value:.3f}" for source, value in checks["rotation_round_trip_agreement"].items())
+    return "\n".join([
+        f"Stage 1 overhead per series: grid {' x '.join(map(str, grid['shape']))} ({' x '.join(f'{s:g}' for s in grid['spacing_mm'])} mm), "
+        f"{grid['voxels'] / 1e6:.1f} M voxels, {outputs} outputs (3 stand-in sources x 3 augmentations), "
+        f"{machine['cpu_cores']} CPU cores, load average {machine['load_average_before'][0]:.2f} before / {machine['load_average_after'][0]:.2f} after",
+        "ours: read_ct_series once; augmented_ct once per augmentation (augment); per output [stand-in inference: timed, not counted], "
+        "to_schema on the augmented CT (harmonize), invert, write_seg (LABELMAP, RLE) (encode), LocalStore.put (store)",
+        f"anchor: dcm2niix {versions['dcm2niix']} ({' '.join(DCM2NIIX_FLAGS)}) once; per output nib.save .nii.gz (nifti), dcmqi metadata JSON (json), "
+        f"itkimage2segimage (dcmqi {versions['dcmqi']}) as CloudSegmentator ({' '.join(ANCHOR_FLAVOURS['cloudsegmentator'])}) "
+        f"and as MHub ({' '.join(ANCHOR_FLAVOURS['mhub'])}); plastimatch: {anchor['plastimatch']}",
+        "",
+        "seconds per output and step:",
+        *table,
+        "",
+        f"once per series: ours read_ct_series {ours['read_ct_series_seconds']:.2f} s; anchor dcm2niix {anchor['dcm2niix_seconds']:.2f} s",
+        "per series: ours {:.2f} s; anchor {}".format(ours["per_series_seconds"], "; ".join(
+            f"{f} {anchor['per_series_seconds'][f]:.2f} s (anchor/ours {ratios[f]:.2f}x)" for f in flavours)),
+        f"goal <= {GOAL_SERIES_SECONDS:g} s per series: {_met(goals['per_series'])}; "
+        f"goal faster than the anchor ({fastest}, the faster flavour): {_met(goals['faster_than_anchor'])}",
+        f"information: ours without augment and invert (the steps the anchor does not do) {ours['like_for_like_seconds']:.2f} s "
+        f"vs anchor {fastest} {anchor['per_series_seconds'][fastest]:.2f} s",
+        f"SEGs read back exact: ours {exact('ours')}, " + ", ".join(f"anchor {f} {exact(f'anchor_{f}')}" for f in flavours)
+        + f"; median SEG size ours {mib([o['size_bytes'] for o in ours['outputs']])}, "
+        + ", ".join(f"anchor {f} {mib([a['size_bytes'][f] for a in anchor['outputs']])}" for f in flavours),
+        f"rotation round trip (rotated output vs unaugmented output, labelled voxels that agree): {agreement}",
+    ])
+
+
+def _met(goal: dict) -> str:
+    return "met" if goal["met"] else "NOT met"
