@@ -14,6 +14,7 @@ COPY review/ review/
 COPY pipeline/ pipeline/
 COPY sr_templates/ sr_templates/
 RUN pip install -c constraints.txt . \
+    && python -m models.torch_compat --install \
     && useradd --create-home --uid 1000 bonehub
 
 COPY sample/ sample/

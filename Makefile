@@ -6,12 +6,17 @@ SYSTEM_PACKAGES := dicom3tools dcmtk orthanc orthanc-dicomweb
 
 .PHONY: setup system-deps sample test bench
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed $(VENV)/.torchvision-ops
 
 # torch is pinned through constraints.txt so pip takes the CPU wheel instead of GBs of CUDA packages.
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
+	touch $@
+
+# A start-up hook (.pth) that lets the CUDA-only torchvision import next to CPU torch, in every process (models/torch_compat.py).
+$(VENV)/.torchvision-ops: $(VENV)/.installed models/torch_compat.py
+	$(BIN)/python -m models.torch_compat --install
 	touch $@
 
 # Independent DICOM validators the tests use (dciodvfy, dcmdump, dcmcjpeg) and Orthanc + its DICOMweb plugin (tests/stores).

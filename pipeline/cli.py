@@ -102,6 +102,7 @@ def _add_segment_commands(subparsers: argparse._SubParsersAction) -> None:
 def _add_sample_command(subparsers: argparse._SubParsersAction) -> None:
     sample = subparsers.add_parser("sample", help="bonehub run on the bundled sample CT (offline, no GPU or weights)")
     sample.add_argument("--out", type=Path, default=Path("output/sample"), help="output folder (default: output/sample)")
+    sample.add_argument("--data", type=Path, help="sample folder with ct/ and the precomputed results (default: the bundled sample)")
     sample.set_defaults(handler=_sample)
 
 
@@ -112,9 +113,9 @@ def _segment(args: argparse.Namespace) -> None:
 
 
 def _sample(args: argparse.Namespace) -> None:
-    from pipeline.sample_job import sample_arguments
+    from pipeline.sample_job import SAMPLE, sample_arguments
 
-    argv = sample_arguments(args.out)
+    argv = sample_arguments(args.out, args.data or SAMPLE)
     print("bonehub " + " ".join(_quote(a) for a in argv))
     run_args, beam_args = build_parser().parse_known_args(argv)
     run_args.beam_args = beam_args

@@ -15,17 +15,17 @@ TOTALSEGMENTATOR_VERSION = "2 (reference output of its test suite)"
 SAMPLE_AUGMENTATION = "rotate(0,0,5)"  # 5 degrees about the patient's head-foot axis
 
 
-def _precomputed(table: str, name: str) -> str:
-    return (f"precomputed:{SAMPLE / table}?label_set=totalsegmentator_total"
+def _precomputed(table: Path, name: str) -> str:
+    return (f"precomputed:{table}?label_set=totalsegmentator_total"
             f"&name={name}&version={TOTALSEGMENTATOR_VERSION}")
 
 
-def sample_arguments(out: Path) -> list[str]:
-    """The ``bonehub run`` arguments of the quick-start job, writing under ``out``."""
+def sample_arguments(out: Path, sample: Path = SAMPLE) -> list[str]:
+    """The ``bonehub run`` arguments of the quick-start job on the sample folder ``sample``, writing under ``out``."""
     return [
-        "run", "--dicom-folder", str(SAMPLE / "ct"),
-        "--source", _precomputed("totalsegmentator_total.csv", "TotalSegmentator total"),
-        "--source", _precomputed("totalsegmentator_total_fast.csv", "TotalSegmentator total fast"),
+        "run", "--dicom-folder", str(sample / "ct"),
+        "--source", _precomputed(sample / "totalsegmentator_total.csv", "TotalSegmentator total"),
+        "--source", _precomputed(sample / "totalsegmentator_total_fast.csv", "TotalSegmentator total fast"),
         "--source", "baseline",
         "--augment", SAMPLE_AUGMENTATION,
         "--out", str(out / "seg"),
