@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from types import SimpleNamespace
@@ -39,6 +37,7 @@ from dicom_io.ct_series import CTSeries
 from labels.label_sets import LabelSet, LabelSetError, load_label_set
 from models.base import Prediction
 from models.device import torch_device
+from models.environment import restored_environment
 from models.errors import ModelOutputError, ModelUnavailableError
 from models.torch_compat import register_torchvision_ops
 
@@ -168,20 +167,10 @@ def _check_labels(model_labels: dict, label_set: LabelSet, where: str) -> None:
                             "correct the mapping table to the model's dataset.json")
 
 
-@contextmanager
-def _nnunet_environment(ext_trainer: str | None = None) -> Iterator[None]:
+def _nnunet_environment(ext_trainer: str | None = None):
     """Restore nnU-Net's environment variables on exit; ``ext_trainer`` is searched for trainers meanwhile."""
-    saved = {key: os.environ.get(key) for key in _NNUNET_ENV}
-    try:
-        if ext_trainer:
-            os.environ["nnUNet_extTrainer"] = os.pathsep.join(filter(None, (ext_trainer, saved["nnUNet_extTrainer"])))
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    joined = os.pathsep.join(filter(None, (ext_trainer, os.environ.get("nnUNet_extTrainer")))) if ext_trainer else None
+    return restored_environment(_NNUNET_ENV, nnUNet_extTrainer=joined)
 
 
 @cache

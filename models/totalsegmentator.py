@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from dicom_io.ct_series import CTSeries
 from labels.label_sets import LabelSet, load_label_set
 from models.base import Prediction
 from models.device import torch_device
+from models.environment import restored_environment
 from models.errors import ModelOutputError, ModelUnavailableError
 
 LICENCE_URL = "https://backend.totalsegmentator.com/license-academic/"
@@ -113,20 +113,10 @@ class TotalSegmentator:
 
     # --- checks made before TotalSegmentator runs ---
 
-    @contextmanager
     def _environment(self):
         """``weights_dir`` as TOTALSEG_WEIGHTS_PATH for the duration; whatever TotalSegmentator sets is undone."""
-        saved = {key: os.environ.get(key) for key in _TOUCHED_ENV}
-        if self.weights_dir is not None:
-            os.environ["TOTALSEG_WEIGHTS_PATH"] = str(self.weights_dir)
-        try:
-            yield
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+        weights = str(self.weights_dir) if self.weights_dir is not None else None
+        return restored_environment(_TOUCHED_ENV, TOTALSEG_WEIGHTS_PATH=weights)
 
     def _store_and_check_licence(self) -> None:
         from totalsegmentator.config import has_valid_license_offline, set_license_number
