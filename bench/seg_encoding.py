@@ -27,13 +27,11 @@ import highdicom as hd
 import nibabel as nib
 import numpy as np
 import pydicom
-from pydicom.uid import generate_uid
 from totalsegmentator.dicom_io import dcm_to_nifti, save_mask_as_dicomseg
 from totalsegmentator.map_to_binary import class_map
 
-from bench.skeleton_phantom import BONE_NAMES, DEFAULT_SHAPE, ORGAN_NAMES, make_phantom
+from bench.skeleton_phantom import BONE_NAMES, DEFAULT_SHAPE, ORGAN_NAMES, make_phantom, write_phantom_series
 from dicom_io.ct_series import CTSeries, read_ct_series
-from dicom_io.ct_writer import write_ct_series
 from dicom_io.label_images import read_label_image
 from dicom_io.provenance import SegmentationSource
 from dicom_io.seg_reader import read_seg
@@ -105,11 +103,7 @@ def prepare(shape: tuple[int, int, int], work: Path) -> Inputs:
     """Write the phantom CT as a DICOM series, read it back, and hand the labels over as TotalSegmentator would."""
     volume, labels = make_phantom(shape)
     ct_dir = work / "ct"
-    uids = {
-        f"{part}_uid": generate_uid(entropy_srcs=["bonehub.bench.seg_encoding", part, *map(str, shape)])
-        for part in ("study_instance", "series_instance", "frame_of_reference")
-    }
-    write_ct_series(volume, ct_dir, **uids, patient_name="Phantom^Skeleton", patient_id="PHANTOM", series_description="skeleton phantom")
+    write_phantom_series(volume, ct_dir, "seg_encoding")
     started = time.perf_counter()
     ct = read_ct_series(ct_dir)
     read_ct_seconds = time.perf_counter() - started

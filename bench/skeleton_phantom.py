@@ -29,6 +29,7 @@ from typing import Protocol
 import highdicom as hd
 import numpy as np
 
+from dicom_io.ct_writer import write_ct_series
 from labels.label_sets import load_label_set
 
 FIELD_OF_VIEW_MM = (1500.0, 460.8, 460.8)  # slices, rows, columns
@@ -132,6 +133,18 @@ class _Canvas:
         if only_empty:
             mask &= region == 0
         region[mask] = value
+
+
+def write_phantom_series(volume: hd.Volume, ct_dir, benchmark: str) -> None:
+    """The phantom CT as a DICOM series; UIDs derive from the benchmark's name and the grid, so reruns match."""
+    from pydicom.uid import generate_uid
+
+    uids = {
+        f"{part}_uid": generate_uid(entropy_srcs=[f"bonehub.bench.{benchmark}", part, *map(str, volume.spatial_shape)])
+        for part in ("study_instance", "series_instance", "frame_of_reference")
+    }
+    write_ct_series(volume, ct_dir, **uids, patient_name="Phantom^Skeleton", patient_id="PHANTOM",
+                    series_description="skeleton phantom")
 
 
 def _vec(*values: float) -> np.ndarray:

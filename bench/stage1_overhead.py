@@ -58,11 +58,9 @@ import dcmqi
 import highdicom as hd
 import nibabel as nib
 import numpy as np
-from pydicom.uid import generate_uid
 
-from bench.skeleton_phantom import DEFAULT_SHAPE, make_phantom
+from bench.skeleton_phantom import DEFAULT_SHAPE, make_phantom, write_phantom_series
 from dicom_io.ct_series import CTSeries, read_ct_series
-from dicom_io.ct_writer import write_ct_series
 from dicom_io.provenance import SegmentationSource
 from dicom_io.seg_reader import read_seg
 from dicom_io.seg_writer import write_seg
@@ -169,11 +167,7 @@ def prepare(shape: tuple[int, int, int], work: Path) -> tuple[Path, dict[str, St
     """Write the phantom CT as a DICOM series and build each stand-in's answers (not timed)."""
     volume, _ = make_phantom(shape)
     ct_dir = work / "ct"
-    uids = {
-        f"{part}_uid": generate_uid(entropy_srcs=["bonehub.bench.stage1_overhead", part, *map(str, shape)])
-        for part in ("study_instance", "series_instance", "frame_of_reference")
-    }
-    write_ct_series(volume, ct_dir, **uids, patient_name="Phantom^Skeleton", patient_id="PHANTOM", series_description="skeleton phantom")
+    write_phantom_series(volume, ct_dir, "stage1_overhead")
     label_set = load_label_set(LABEL_SET)
     stand_ins = {}
     for name, seed in SOURCE_SEEDS.items():
