@@ -1,0 +1,77 @@
+"""What Stage 2 says about one bone of one series: the record behind the table, the SR and the report.
+
+One ``BoneResult`` per compared structure (a bone, or a coarser node where a
+source labels only coarsely) of one series. Distances are in mm, volumes in mL;
+a metric that is undefined (no pair where both masks exist) is NaN, never inf.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+ACCEPT = "accept"  # sources agree and no rule fails
+REVIEW = "review"  # score below the threshold: a human should look
+ABSENT = "absent"  # no source found the structure (it is outside the field of view or missing)
+INSUFFICIENT = "insufficient_sources"  # fewer than two segmentations compare at this structure
+CORRECTED = "corrected"  # a reviewer corrected it (Stage 3)
+STATUSES = (ACCEPT, REVIEW, ABSENT, INSUFFICIENT, CORRECTED)
+
+
+@dataclass(frozen=True)
+class Member:
+    """One segmentation being compared: a source under one augmentation, stored as one SEG."""
+
+    source: str
+    version: str
+    augmentation: str
+    seg_series_uid: str
+    seg_sop_uid: str
+
+    @property
+    def name(self) -> str:
+        """Unique, readable label used in tables, flags and reports."""
+        text = f"{self.source} {self.version}"
+        return text if self.augmentation == "none" else f"{text} [{self.augmentation}]"
+
+
+@dataclass(frozen=True)
+class BoneResult:
+    """The QC verdict on one structure of one series (one row of the QC table)."""
+
+    series_uid: str
+    study_uid: str
+    bone: str  # schema name of the compared structure
+    level: str  # its schema level: bone, group or region
+    members: tuple[str, ...]  # Member.name of every segmentation compared here
+    n_sources: int  # len(members)
+    n_present: int  # members whose mask is not empty
+    dice_mean: float  # mean pairwise Dice (pairs where both are empty are skipped)
+    dice_min: float
+    hd95_mm: float  # mean pairwise HD95 over pairs where both masks exist
+    assd_mm: float
+    nsd: float  # mean pairwise normalised surface Dice at the tolerance
+    centroid_spread_mm: float  # largest distance of a member's centroid from the consensus centroid
+    volume_ml: float  # consensus (majority vote) volume
+    volume_cv: float  # coefficient of variation of the present members' volumes
+    score: float  # in [0, 1]; NaN for absent / insufficient_sources
+    status: str
+    flags: tuple[str, ...]  # failed rules: "rule" (consensus) or "rule@member name"
+    outlier_source: str  # Member.name of the member that disagrees with the rest, or ""
+    member_agreement: tuple[float, ...]  # per member (same order): agreement with the leave-one-out consensus
+    consensus_segment: int = 0  # segment number in the consensus SEG; 0 when it has none for this structure
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"QC status must be one of {STATUSES}, got {self.status!r}")
+
+    def as_row(self) -> dict[str, object]:
+        """Flat table row: tuples joined with ';' so the table stays one row per (series, bone)."""
+        row = asdict(self)
+        row["members"] = ";".join(self.members)
+        row["flags"] = ";".join(self.flags)
+        row["member_agreement"] = ";".join("nan" if math.isnan(a) else f"{a:.6g}" for a in self.member_agreement)
+        return row
+
+
+TABLE_COLUMNS = [f.name for f in fields(BoneResult)]
