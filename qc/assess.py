@@ -114,6 +114,25 @@ def _majority(votes: np.ndarray, voters: int) -> np.ndarray:
     return 2 * votes.astype(np.int16) >= voters
 
 
+def _leave_one_out_agreement(member: MaskSurface, votes: np.ndarray, n: int, tolerance_mm: float) -> float:
+    """Agreement of ``member`` with the majority of the other ``n - 1`` members; ties count half.
+
+    With an even number of other members a voxel can have exactly half the votes.
+    Counting such ties in (union-like) lets one dilated member drag every other
+    member's consensus with it; leaving them out (intersection-like) does the same
+    for an eroded one. So the agreement is the mean of the two.
+    """
+    if n == 1:
+        return 1.0
+    others = 2 * (votes.astype(np.int16) - member.mask)
+    strict = MaskSurface(others > n - 1, member.spacing, member.origin)
+    result = agreement(compare(member, strict, tolerance_mm))
+    if (n - 1) % 2 == 0 and (ties := others == n - 1).any():
+        with_ties = MaskSurface(strict.mask | ties, member.spacing, member.origin)
+        result = 0.5 * (result + agreement(compare(member, with_ties, tolerance_mm)))
+    return result
+
+
 def _compare_unit(unit: Unit, label_maps: Sequence[np.ndarray], boxes_by_member: list[dict[int, Box]],
                   members: Sequence[Member], spacing: tuple[float, float, float], settings: QcSettings,
                   schema: BoneSchema) -> _Compared:
@@ -132,10 +151,7 @@ def _compare_unit(unit: Unit, label_maps: Sequence[np.ndarray], boxes_by_member:
     n = len(surfaces)
     consensus = MaskSurface(_majority(votes, n), spacing, origin)
     tolerance = settings.tolerance_mm(unit.structure)
-    agreements = []
-    for s in surfaces:
-        others = MaskSurface(_majority(votes - s.mask, n - 1), spacing, origin) if n > 1 else s
-        agreements.append(agreement(compare(s, others, tolerance)))
+    agreements = [_leave_one_out_agreement(s, votes, n, tolerance) for s in surfaces]
     pairs = [p for a in range(n) for b in range(a + 1, n) if (p := compare(surfaces[a], surfaces[b], tolerance))]
     compared = _Compared(unit, box, surfaces, consensus, pairs, agreements, set(), set())
     _mask_rules(compared, [members[i] for i in unit.members], shape, settings, schema)

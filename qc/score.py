@@ -4,7 +4,8 @@
     score        = minᵢ agreement(i) · ∏ over rules failed by the consensus of penalty(rule)
 
 Sᵢ is member i's mask and C₋ᵢ the majority vote of the other members (leave-one-out
-consensus). Why this formula:
+consensus; with an even number of others, voxels with exactly half the votes count
+half: the agreement is the mean of the agreements with and without them). Why this formula:
 
 - Agreement between ensemble members is the strongest simple failure detector for
   3D segmentation (Zenk et al. 2024); against the leave-one-out majority rather than
