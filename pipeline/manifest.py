@@ -3,17 +3,17 @@
 Each row says what was asked, what came out and where it is, or why it failed.
 A rerun merges its rows into the existing manifest by output key, so the file
 always describes the latest attempt at every output and never holds duplicates.
-Stage 2 reads the rows whose status is ``written`` or ``exists`` to find the SEGs.
+Stage 2 reads the rows whose status is ``written`` or ``exists`` to find the SEGs
+and the CT they were made from.
 """
 
 from __future__ import annotations
 
-import io
 import os
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
-
 import pandas as pd
+
+from pipeline.table_io import merge_table, read_table
 
 WRITTEN = "written"  # made and stored by this run
 EXISTS = "exists"  # found in the store from an earlier run; not recomputed
@@ -41,6 +41,9 @@ class ManifestRow:
     segments: int = 0  # structures (segments) in the SEG
     seconds: float = 0.0  # wall time of this element on its worker
     finished_at: str = ""  # UTC, ISO 8601
+    ct_kind: str = ""  # where the CT came from (pipeline.inputs SeriesRef): local, idc or store ...
+    ct_location: str = ""  # ... its folder, s3:// series URL or store URI ...
+    ct_instances: int = 0  # ... and its number of instances (0: unknown); Stage 2 fetches the CT from there
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -56,15 +59,18 @@ COLUMNS = [f.name for f in fields(ManifestRow)]
 
 def to_frame(rows: list[ManifestRow]) -> pd.DataFrame:
     frame = pd.DataFrame([asdict(row) for row in rows], columns=COLUMNS)
-    return frame.astype({"segments": "int64", "seconds": "float64"})
+    return frame.astype({"segments": "int64", "seconds": "float64", "ct_instances": "int64"})
 
 
 def read_manifest(uri: str | os.PathLike) -> pd.DataFrame:
     """The manifest at ``uri`` (local path or ``gs://``); an empty frame when there is none yet."""
-    data = _read_bytes(str(uri))
-    if data is None:
+    frame = read_table(uri)
+    if frame is None:
         return to_frame([])
-    return pd.read_parquet(io.BytesIO(data))
+    for field in fields(ManifestRow):  # manifests written before a column existed get its default
+        if field.name not in frame.columns:
+            frame[field.name] = field.default
+    return frame[COLUMNS]
 
 
 def merge_into_manifest(uri: str | os.PathLike, rows: list[ManifestRow]) -> pd.DataFrame:
@@ -73,14 +79,7 @@ def merge_into_manifest(uri: str | os.PathLike, rows: list[ManifestRow]) -> pd.D
     old = read_manifest(uri)
     if len(old):
         new = _keep_earlier_counts(new, old)
-        keys = set(map(tuple, new[list(KEY)].itertuples(index=False)))
-        old = old[[tuple(k) not in keys for k in old[list(KEY)].itertuples(index=False)]]
-        new = pd.concat([old, new], ignore_index=True) if len(old) else new
-    merged = new.sort_values(list(KEY), kind="stable").reset_index(drop=True)
-    buffer = io.BytesIO()
-    merged.to_parquet(buffer, index=False)
-    _write_bytes(str(uri), buffer.getvalue())
-    return merged
+    return merge_table(uri, new, replace=KEY, order=KEY)
 
 
 def _keep_earlier_counts(new: pd.DataFrame, old: pd.DataFrame) -> pd.DataFrame:
@@ -91,32 +90,3 @@ def _keep_earlier_counts(new: pd.DataFrame, old: pd.DataFrame) -> pd.DataFrame:
     for column in ("segments", "seconds"):
         new.loc[found, column] = earlier.loc[new.loc[found, "seg_sop_instance_uid"], column].to_numpy()
     return new
-
-
-def _read_bytes(uri: str) -> bytes | None:
-    if uri.startswith("gs://"):
-        blob = _gcs_blob(uri)
-        return blob.download_as_bytes() if blob.exists() else None
-    path = Path(uri)
-    return path.read_bytes() if path.is_file() else None
-
-
-def _write_bytes(uri: str, data: bytes) -> None:
-    """Whole-file replace: a temporary file renamed locally; a single upload on GCS (atomic per object)."""
-    if uri.startswith("gs://"):
-        _gcs_blob(uri).upload_from_string(data, content_type="application/vnd.apache.parquet")
-        return
-    path = Path(uri)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    partial.write_bytes(data)
-    os.replace(partial, path)
-
-
-def _gcs_blob(uri: str):
-    from dicom_io.stores import gcs_client
-
-    bucket, _, name = uri.removeprefix("gs://").partition("/")
-    if not bucket or not name:
-        raise ValueError(f"manifest URI {uri!r} is not of the form gs://bucket/path/manifest.parquet")
-    return gcs_client().bucket(bucket).blob(name)

@@ -75,6 +75,7 @@ class OutputTask:
             seg_type=self.seg_type, seg_series_instance_uid=seg_series, seg_sop_instance_uid=seg_sop,
             location=location, status=status, error=error, segments=segments, seconds=round(seconds, 3),
             finished_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            ct_kind=self.series.kind, ct_location=self.series.location, ct_instances=self.series.instance_count,
         )
 
 
