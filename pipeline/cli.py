@@ -13,9 +13,11 @@ from dicom_io.errors import DicomInputError
 from labels.label_sets import LabelSetError, UnmappedLabelError, packaged_label_sets
 from labels.schema import UnknownStructureError
 from models.sources import SourceSpecError
+from qc.assess import QcInputError
+from pipeline.qc_command import add_qc_arguments, add_qc_settings_arguments
 from pipeline.segment_command import JobInputError, add_job_arguments
 
-INPUT_ERRORS = (DicomInputError, UnmappedLabelError, LabelSetError, UnknownStructureError, SourceSpecError, JobInputError, OSError)
+INPUT_ERRORS = (DicomInputError, QcInputError, UnmappedLabelError, LabelSetError, UnknownStructureError, SourceSpecError, JobInputError, OSError)
 
 log = logging.getLogger("bonehub")
 
@@ -90,13 +92,24 @@ def _seg_decode(args: argparse.Namespace) -> None:
     print(f"wrote {args.out} ({len(decoded.segments) - len(decoded.ignored)} bones, {len(decoded.ignored)} segments not in the schema) and {table}")
 
 
+BEAM_NOTE = ". Unknown options (--runner, --direct_num_workers, Dataflow options) go to Apache Beam."
+
+
 def _add_segment_commands(subparsers: argparse._SubParsersAction) -> None:
     for command, text in (("segment", "Stage 1: segment CT series with several sources and augmentations into SEGs"),
-                          ("run", "the whole job on CT series (today: Stage 1; QC and review join as they land)")):
-        parser = subparsers.add_parser(command, help=text, description=text + ". Unknown options "
-                                       "(--runner, --direct_num_workers, Dataflow options) go to Apache Beam.")
+                          ("run", "the whole job on CT series: Stage 1 (segment), then Stage 2 (QC) of the series it covered")):
+        parser = subparsers.add_parser(command, help=text, description=text + BEAM_NOTE)
         add_job_arguments(parser)
+        if command == "run":
+            add_qc_settings_arguments(parser)
         parser.set_defaults(handler=_segment)
+
+
+def _add_qc_command(subparsers: argparse._SubParsersAction) -> None:
+    text = "Stage 2: QC of stored SEGs (no model runs): consensus SEG, QC SR, tables and report"
+    parser = subparsers.add_parser("qc", help=text, description=text + BEAM_NOTE)
+    add_qc_arguments(parser)
+    parser.set_defaults(handler=_qc)
 
 
 def _add_sample_command(subparsers: argparse._SubParsersAction) -> None:
@@ -109,7 +122,17 @@ def _add_sample_command(subparsers: argparse._SubParsersAction) -> None:
 def _segment(args: argparse.Namespace) -> None:
     from pipeline.segment_command import run_from_args
 
-    run_from_args(args)
+    series = run_from_args(args)
+    if args.command == "run":
+        from pipeline.qc_command import run_qc_from_args
+
+        run_qc_from_args(args, series)
+
+
+def _qc(args: argparse.Namespace) -> None:
+    from pipeline.qc_command import run_qc_from_args
+
+    run_qc_from_args(args)
 
 
 def _sample(args: argparse.Namespace) -> None:
@@ -133,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_segment_commands(subparsers)
+    _add_qc_command(subparsers)
     _add_sample_command(subparsers)
     _add_seg_commands(subparsers)
     return parser
@@ -146,7 +170,7 @@ def _drop_beam_gcp_import_notice(record: logging.LogRecord) -> bool:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, beam_args = parser.parse_known_args(argv)
-    if beam_args and args.handler is not _segment:
+    if beam_args and args.handler not in (_segment, _qc):
         parser.error(f"unrecognized arguments: {' '.join(beam_args)}")
     args.beam_args = beam_args
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

@@ -30,5 +30,6 @@ def sample_arguments(out: Path, sample: Path = SAMPLE) -> list[str]:
         "--augment", SAMPLE_AUGMENTATION,
         "--out", str(out / "seg"),
         "--manifest", str(out / "manifest.parquet"),
+        "--qc-dir", str(out / "qc"),
         "--cache-dir", str(out / "cache"),
     ]

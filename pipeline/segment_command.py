@@ -50,7 +50,8 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--cache-dir", type=Path, help="where fetched series are kept (default: a folder under the system temp dir)")
 
 
-def run_from_args(args: argparse.Namespace) -> None:
+def run_from_args(args: argparse.Namespace) -> list[str]:
+    """Run Stage 1 as the arguments say, print a summary; return the UIDs of the series it covered."""
     from models.sources import build_source
     from pipeline.manifest import FAILED, read_manifest
     from pipeline.segment_job import SegmentSettings, run_segment_job
@@ -63,8 +64,8 @@ def run_from_args(args: argparse.Namespace) -> None:
     except ValueError as error:
         raise JobInputError(str(error)) from None
     settings = SegmentSettings(
-        sources=sources, augmentations=augmentations, store_uri=_store_uri(args.out),
-        manifest_uri=_manifest_uri(args), seg_type=args.seg_type, idc_endpoint_url=args.idc_endpoint,
+        sources=sources, augmentations=augmentations, store_uri=store_uri(args.out),
+        manifest_uri=manifest_uri(args), seg_type=args.seg_type, idc_endpoint_url=args.idc_endpoint,
         cache_dir=str(args.cache_dir or Path(tempfile.gettempdir()) / "bonehub-series-cache"),
     )
     planned = [task for ref in series for task in plan_outputs(ref, sources, augmentations, args.seg_type)]
@@ -80,6 +81,7 @@ def run_from_args(args: argparse.Namespace) -> None:
     print(f"manifest {settings.manifest_uri}: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("written", "exists", "failed")))
     for row in mine[mine["status"] == FAILED].itertuples():
         print(f"  failed: series {row.series_instance_uid} | {row.source} | {row.augmentation}: {row.error}")
+    return [ref.series_uid for ref in series]
 
 
 def _series_refs(args: argparse.Namespace):
@@ -99,13 +101,13 @@ def _series_refs(args: argparse.Namespace):
                       series_uids=series_uids or None)
 
 
-def _store_uri(out: str) -> str:
+def store_uri(out: str) -> str:
     from dicom_io.stores import open_store
 
     return open_store(out).uri
 
 
-def _manifest_uri(args: argparse.Namespace) -> str:
+def manifest_uri(args: argparse.Namespace) -> str:
     if args.manifest:
         return args.manifest
     if args.out.startswith("gs://"):

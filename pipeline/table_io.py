@@ -16,14 +16,14 @@ import pandas as pd
 
 def read_table(uri: str | os.PathLike) -> pd.DataFrame | None:
     """The table at ``uri`` (local path or ``gs://``), or None when there is none yet."""
-    data = _read_bytes(str(uri))
+    data = read_bytes(str(uri))
     return None if data is None else pd.read_parquet(io.BytesIO(data))
 
 
 def write_table(uri: str | os.PathLike, frame: pd.DataFrame) -> None:
     buffer = io.BytesIO()
     frame.to_parquet(buffer, index=False)
-    _write_bytes(str(uri), buffer.getvalue())
+    write_bytes(str(uri), buffer.getvalue())
 
 
 def merge_table(uri: str | os.PathLike, new: pd.DataFrame, replace: Sequence[str], order: Sequence[str]) -> pd.DataFrame:
@@ -38,7 +38,7 @@ def merge_table(uri: str | os.PathLike, new: pd.DataFrame, replace: Sequence[str
     return merged
 
 
-def _read_bytes(uri: str) -> bytes | None:
+def read_bytes(uri: str) -> bytes | None:
     if uri.startswith("gs://"):
         blob = _gcs_blob(uri)
         return blob.download_as_bytes() if blob.exists() else None
@@ -46,7 +46,7 @@ def _read_bytes(uri: str) -> bytes | None:
     return path.read_bytes() if path.is_file() else None
 
 
-def _write_bytes(uri: str, data: bytes) -> None:
+def write_bytes(uri: str, data: bytes) -> None:
     """Whole-file replace: a temporary file renamed locally; a single upload on GCS (atomic per object)."""
     if uri.startswith("gs://"):
         _gcs_blob(uri).upload_from_string(data, content_type="application/vnd.apache.parquet")

@@ -1,0 +1,92 @@
+"""``bonehub qc`` (and the QC step that ends ``bonehub run``): arguments → stored SEGs and settings → the Beam job."""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+from pipeline.segment_command import DEFAULT_OUT, JobInputError, manifest_uri, store_uri
+
+
+def add_qc_settings_arguments(parser: argparse.ArgumentParser) -> None:
+    """Thresholds and outputs of Stage 2 (shared by ``bonehub qc`` and ``bonehub run``)."""
+    from qc.score import QcSettings
+
+    d = QcSettings()
+    qc = parser.add_argument_group("QC (Stage 2)")
+    qc.add_argument("--qc-dir", help="folder or gs:// prefix for the QC tables and report (default: OUT/qc)")
+    qc.add_argument("--review-below", type=float, default=d.review_below, help=f"score below which a bone goes to review (default {d.review_below})")
+    qc.add_argument("--nsd-tolerance-mm", type=float, default=d.nsd_tolerance_mm, help=f"NSD tolerance in mm (default {d.nsd_tolerance_mm})")
+    qc.add_argument("--min-volume-ml", type=float, default=d.min_volume_ml, help=f"smaller bones are flagged too_small (default {d.min_volume_ml})")
+    qc.add_argument("--snapshots", type=int, default=3, help="pictures of the worst bones per series in the report (default 3)")
+
+
+def add_qc_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", default=DEFAULT_OUT, help=f"store holding the SEGs (folder, gs:// or DICOMweb URL; default {DEFAULT_OUT}); "
+                        "the consensus SEGs and QC SRs are stored there too")
+    parser.add_argument("--manifest", help="Stage 1 manifest listing the SEGs (default: OUT/manifest.parquet)")
+    parser.add_argument("--series-uid", action="append", help="only these CT series (repeatable)")
+    parser.add_argument("--ct-folder", type=Path, help="read the CT series from this folder instead of where the manifest says")
+    parser.add_argument("--cache-dir", type=Path, help="where fetched CT series are kept (default: a folder under the system temp dir)")
+    parser.add_argument("--idc-endpoint", help="S3 endpoint for IDC downloads (default: idc-index's)")
+    add_qc_settings_arguments(parser)
+
+
+def qc_settings(args: argparse.Namespace):
+    from qc.score import QcSettings
+
+    try:
+        return QcSettings(review_below=args.review_below, nsd_tolerance_mm=args.nsd_tolerance_mm, min_volume_ml=args.min_volume_ml)
+    except ValueError as error:
+        raise JobInputError(str(error)) from None
+
+
+def qc_dir(args: argparse.Namespace, store: str) -> str:
+    if args.qc_dir:
+        return args.qc_dir
+    if store.startswith("gs://"):
+        return store.rstrip("/") + "/qc"
+    if "://" in store and not store.startswith("file://"):
+        raise JobInputError(f"--out {store} is not a folder or bucket: give --qc-dir for the QC tables and report")
+    from dicom_io.stores import open_store
+
+    return str(Path(open_store(store).root) / "qc")
+
+
+def run_qc_from_args(args: argparse.Namespace, series_uids: list[str] | None = None) -> None:
+    """Run Stage 2 over the manifest's SEGs (of ``series_uids`` or ``--series-uid`` when given) and print a summary."""
+    from pipeline.manifest import read_manifest
+    from pipeline.qc_job import REPORT, SERIES_TABLE, TABLE, QcJobSettings, output_uri, run_qc_job
+    from pipeline.stage2 import stored_segs
+    from pipeline.table_io import read_table
+
+    store = store_uri(args.out)
+    manifest = manifest_uri(args)
+    wanted = series_uids if series_uids is not None else args.series_uid
+    segs = stored_segs(read_manifest(manifest), wanted)
+    if not segs:
+        raise JobInputError(f"no stored SEG in the manifest {manifest}" + (f" for series {', '.join(wanted)}" if wanted else ""))
+    settings = QcJobSettings(
+        store_uri=store, qc_dir=qc_dir(args, store), qc=qc_settings(args), snapshots=args.snapshots,
+        ct_folder=str(args.ct_folder) if getattr(args, "ct_folder", None) else None,
+        idc_endpoint_url=args.idc_endpoint,
+        cache_dir=str(args.cache_dir or Path(tempfile.gettempdir()) / "bonehub-series-cache"),
+    )
+    series = sorted({s.series_uid for s in segs})
+    print(f"QC of {len(series)} series from {len(segs)} SEGs -> {settings.qc_dir}")
+    run_qc_job(segs, settings, args.beam_args)
+
+    outcomes = read_table(output_uri(settings.qc_dir, SERIES_TABLE))
+    mine = outcomes[outcomes["series_uid"].isin(series)]
+    table = read_table(output_uri(settings.qc_dir, TABLE))
+    bones = table[table["series_uid"].isin(series)]
+    counts = bones["status"].value_counts()
+    print(f"QC: {int((mine['status'] == 'done').sum())} series done, {int((mine['status'] == 'failed').sum())} failed; "
+          f"{len(bones)} structures: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("accept", "review", "absent", "insufficient_sources")))
+    for row in mine.itertuples():
+        if row.status == "failed":
+            print(f"  failed: series {row.series_uid}: {row.error}")
+        for skipped in filter(None, row.skipped.split(";")):
+            print(f"  left out in series {row.series_uid}: {skipped}")
+    print(f"QC report: {output_uri(settings.qc_dir, REPORT)}")

@@ -1,0 +1,339 @@
+"""The human-readable report of a QC run: one self-contained HTML file.
+
+Everything, pictures included (base64 PNG), is inline, so the file opens from a
+bucket or a mail without a server. Series are named by UID only: patient names
+and IDs are not in the QC table, and this module never looks them up. Figures
+are drawn on ``matplotlib.figure.Figure`` with the Agg canvas, so no global
+pyplot state or backend is touched inside a worker.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from collections.abc import Collection, Sequence
+from html import escape
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize, to_hex, to_rgba
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+
+from labels.schema import default_schema
+from qc.results import ABSENT, INSUFFICIENT, REVIEW, STATUSES, TABLE_COLUMNS
+from qc.snapshot import Snapshot
+
+WORST_ROWS = 20
+MAX_HEATMAP_SERIES = 60  # more columns are unreadable: the heatmap then shows the series with the lowest mean score
+BONE_WINDOW = (400.0, 1800.0)  # level, width in HU
+SCORE_CMAP = "RdYlGn"
+NO_SCORE_COLOURS = {  # heatmap cells without a score, each kind visibly different
+    ABSENT: "#e6e6e6",
+    INSUFFICIENT: "#7a7a7a",
+    "other": "#b3b3b3",  # a NaN score under any other status
+    "not compared": "#ffffff",  # the bone has no row for that series
+}
+DPI = 100
+
+_STYLE = """
+body { font-family: sans-serif; margin: 2em; color: #222; max-width: 1400px; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
+th, td { border: 1px solid #ccc; padding: 0.2em 0.6em; text-align: left; vertical-align: top; }
+th { background: #f2f2f2; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.uid { font-family: monospace; font-size: 0.85em; }
+.swatch { display: inline-block; width: 0.9em; height: 0.9em; margin-right: 0.3em; vertical-align: middle; }
+.outlier { font-weight: bold; }
+figure { margin: 1em 0 2em; }
+pre { background: #f7f7f7; padding: 0.8em; white-space: pre-wrap; }
+"""
+
+
+def write_report(
+    table: pd.DataFrame,
+    snapshots: Sequence[Snapshot],
+    path: Path,
+    *,
+    title: str = "BoneHub QC report",
+    settings_text: str = "",
+) -> Path:
+    """Write the QC report of ``table`` (columns ``qc.results.TABLE_COLUMNS``) with one figure per snapshot."""
+    _check_table(table)
+    labels = _series_labels(table)
+    sections = [
+        f"<h1>{escape(title)}</h1>",
+        _summary(table),
+        f"<h2>Settings</h2>\n<pre>{escape(settings_text)}</pre>" if settings_text else "",
+        _heatmap_section(table, labels),
+        _bones_section(table),
+        _series_section(table, labels),
+        _worst_section(table, labels),
+        _snapshots_section(snapshots, labels),
+    ]
+    body = "\n".join(s for s in sections if s)
+    document = (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"<title>{escape(title)}</title>\n<style>{_STYLE}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n"
+    )
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(document, encoding="utf-8")
+    return path
+
+
+def _check_table(table: pd.DataFrame) -> None:
+    missing = [c for c in TABLE_COLUMNS if c not in table.columns]
+    if missing:
+        raise ValueError(f"QC table lacks columns {missing}")
+    unknown = sorted(set(table["status"]) - set(STATUSES))
+    if unknown:
+        raise ValueError(f"QC table has unknown statuses {unknown}; allowed: {STATUSES}")
+    twice = table[table.duplicated(["series_uid", "bone"])]
+    if not twice.empty:
+        first = twice.iloc[0]
+        raise ValueError(f"QC table has more than one row for bone {first['bone']!r} of series {first['series_uid']}")
+    for bone in table["bone"].unique():
+        default_schema()[bone]  # an unknown name fails here, naming it
+
+
+def _series_labels(table: pd.DataFrame) -> dict[str, str]:
+    """Short labels S1, S2, ... in order of first appearance: full UIDs do not fit on a heatmap axis."""
+    return {uid: f"S{i}" for i, uid in enumerate(pd.unique(table["series_uid"]), start=1)}
+
+
+def _bone_order(bones: Sequence[str]) -> list[str]:
+    schema = default_schema()
+    return sorted(bones, key=lambda name: schema[name].id)
+
+
+def _items(value: object) -> list[str]:
+    """The parts of a ';'-joined table cell."""
+    text = _text(value)
+    return text.split(";") if text else []
+
+
+def _text(value: object) -> str:
+    """A text cell; an empty one may come back from parquet as None/NaN."""
+    return value if isinstance(value, str) else ""
+
+
+def _number(value: object, digits: int = 3) -> str:
+    number = float(value)  # type: ignore[arg-type]
+    return "–" if math.isnan(number) else f"{number:.{digits}f}"
+
+
+def _table_html(header: Sequence[str], rows: Sequence[Sequence[str]], numeric: Collection[int] = ()) -> str:
+    """An HTML table; cells are given already escaped (some carry markup)."""
+    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    body = "\n".join(
+        "<tr>" + "".join(f'<td class="num">{c}</td>' if i in numeric else f"<td>{c}</td>" for i, c in enumerate(row)) + "</tr>"
+        for row in rows
+    )
+    return f"<table>\n<tr>{head}</tr>\n{body}\n</table>"
+
+
+def _png(figure: Figure) -> str:
+    """The figure as an inline <img> source."""
+    buffer = io.BytesIO()
+    FigureCanvasAgg(figure).print_png(buffer)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _summary(table: pd.DataFrame) -> str:
+    n = len(table)
+    counts = table["status"].value_counts()
+    flagged = sum(bool(_items(v)) for v in table["flags"])
+    share = f"{100 * flagged / n:.1f} %" if n else "–"
+    rows = [
+        ("Series", str(table["series_uid"].nunique())),
+        ("Bones (distinct structures)", str(table["bone"].nunique())),
+        ("Results (series × bone)", str(n)),
+        *((f"Status {status}", str(int(counts.get(status, 0)))) for status in STATUSES),
+        ("Flagged by at least one rule", f"{flagged} ({share})"),
+    ]
+    return "<h2>Summary</h2>\n" + _table_html(("", "count"), [(escape(k), v) for k, v in rows], numeric={1})
+
+
+def _heatmap_section(table: pd.DataFrame, labels: dict[str, str]) -> str:
+    if table.empty:
+        return "<h2>Scores</h2>\n<p>No results.</p>"
+    series = list(labels)
+    note = ""
+    if len(series) > MAX_HEATMAP_SERIES:
+        worst = table.groupby("series_uid")["score"].mean().sort_values(na_position="last").index[:MAX_HEATMAP_SERIES]
+        series = [uid for uid in series if uid in set(worst)]
+        note = f" Showing the {MAX_HEATMAP_SERIES} of {len(labels)} series with the lowest mean score."
+    bones = _bone_order(list(table["bone"].unique()))
+    shown = table[table["series_uid"].isin(series)]
+    scores = shown.pivot(index="bone", columns="series_uid", values="score").reindex(index=bones, columns=series)
+    statuses = shown.pivot(index="bone", columns="series_uid", values="status").reindex(index=bones, columns=series)
+    figure = _heatmap_figure(scores, statuses, [labels[uid] for uid in series])
+    return (
+        "<h2>Scores</h2>\n"
+        f'<figure><img alt="QC score per bone and series" src="{_png(figure)}">'
+        f"<figcaption>QC score per bone (rows, schema order) and series (columns, see the series table).{escape(note)}"
+        "</figcaption></figure>"
+    )
+
+
+def _heatmap_figure(scores: pd.DataFrame, statuses: pd.DataFrame, column_labels: list[str]) -> Figure:
+    cmap, norm = colormaps[SCORE_CMAP], Normalize(0.0, 1.0)
+    values = scores.to_numpy(dtype=float)
+    rgba = cmap(norm(np.nan_to_num(values, nan=0.0)))
+    for (i, j), status in np.ndenumerate(statuses.to_numpy(dtype=object)):
+        if math.isnan(values[i, j]):
+            rgba[i, j] = to_rgba(NO_SCORE_COLOURS[_no_score_kind(status)])
+    n_bones, n_series = values.shape
+    figure = Figure(figsize=(min(3.5 + 0.3 * n_series, 22.0), 1.8 + 0.2 * n_bones), dpi=DPI, layout="constrained")
+    axes = figure.add_subplot()
+    axes.imshow(rgba, aspect="auto", interpolation="nearest")
+    review_rows, review_cols = np.nonzero(statuses.to_numpy(dtype=object) == REVIEW)
+    axes.scatter(review_cols, review_rows, marker="x", color="black", s=25, linewidths=1.2)
+    schema = default_schema()
+    axes.set_yticks(range(n_bones), [schema[name].display_name for name in scores.index], fontsize=8)
+    axes.set_xticks(range(n_series), column_labels, fontsize=8, rotation=90 if n_series > 12 else 0)
+    axes.set_xlabel("series")
+    figure.colorbar(ScalarMappable(norm, cmap), ax=axes, label="QC score")
+    legend = [Line2D([], [], marker="x", color="black", linestyle="", label=f"status {REVIEW}")]
+    legend += [Patch(facecolor=c, edgecolor="#444444", label=f"no score: {kind}") for kind, c in NO_SCORE_COLOURS.items()]
+    figure.legend(handles=legend, loc="outside lower center", ncols=1, fontsize=8)
+    return figure
+
+
+def _no_score_kind(status: object) -> str:
+    """Which grey a cell without a score gets; a missing status means the bone has no row for that series."""
+    if not isinstance(status, str):
+        return "not compared"
+    return status if status in NO_SCORE_COLOURS else "other"
+
+
+def _bones_section(table: pd.DataFrame) -> str:
+    schema = default_schema()
+    rows = []
+    for bone in _bone_order(list(table["bone"].unique())):
+        of_bone = table[table["bone"] == bone]
+        counts = of_bone["status"].value_counts()
+        rows.append(
+            (
+                escape(schema[bone].display_name),
+                f'<span class="uid">{escape(bone)}</span>',
+                str(len(of_bone)),
+                *(str(int(counts.get(status, 0))) for status in STATUSES),
+                _number(of_bone["score"].median()),
+            )
+        )
+    header = ("bone", "schema name", "series", *STATUSES, "median score")
+    return "<h2>Bones</h2>\n" + _table_html(header, rows, numeric=set(range(2, len(header))))
+
+
+def _series_section(table: pd.DataFrame, labels: dict[str, str]) -> str:
+    rows = []
+    for uid, label in labels.items():
+        of_series = table[table["series_uid"] == uid]
+        rows.append(
+            (
+                escape(label),
+                f'<span class="uid">{escape(uid)}</span>',
+                f'<span class="uid">{escape(str(of_series["study_uid"].iloc[0]))}</span>',
+                str(len(of_series)),
+                str(int((of_series["status"] == REVIEW).sum())),
+                _number(of_series["score"].min()),
+            )
+        )
+    header = ("", "series UID", "study UID", "bones", "review", "lowest score")
+    return "<h2>Series</h2>\n" + _table_html(header, rows, numeric={3, 4, 5})
+
+
+def _worst_section(table: pd.DataFrame, labels: dict[str, str]) -> str:
+    scored = table[table["score"].notna()].sort_values("score", kind="stable").head(WORST_ROWS)
+    if scored.empty:
+        return "<h2>Lowest scores</h2>\n<p>No scored results.</p>"
+    schema = default_schema()
+    rows = [
+        (
+            escape(labels[row.series_uid]),
+            escape(schema[row.bone].display_name),
+            escape(row.status),
+            _number(row.score),
+            _number(row.dice_mean),
+            _number(row.hd95_mm, 1),
+            "<br>".join(escape(flag) for flag in _items(row.flags)),
+            escape(_text(row.outlier_source)),
+        )
+        for row in scored.itertuples(index=False)
+    ]
+    header = ("series", "bone", "status", "score", "mean Dice", "HD95 mm", "flags", "outlier source")
+    return f"<h2>Lowest scores (up to {WORST_ROWS})</h2>\n" + _table_html(header, rows, numeric={3, 4, 5})
+
+
+def _snapshots_section(snapshots: Sequence[Snapshot], labels: dict[str, str]) -> str:
+    if not snapshots:
+        return ""
+    return "<h2>Snapshots</h2>\n" + "\n".join(_snapshot_html(s, labels.get(s.series_uid, "")) for s in snapshots)
+
+
+def _member_colours(names: Sequence[str]) -> dict[str, str]:
+    cmap = colormaps["tab10" if len(names) <= 10 else "tab20"]
+    return {name: to_hex(cmap(i % cmap.N)) for i, name in enumerate(names)}
+
+
+def _snapshot_html(snapshot: Snapshot, series_label: str) -> str:
+    colours = _member_colours(list(snapshot.masks))
+    members = "".join(_member_item(name, colour, snapshot) for name, colour in colours.items())
+    bone = default_schema()[snapshot.bone].display_name
+    heading = f"{bone} — {series_label}" if series_label else bone
+    caption = (
+        f'Series <span class="uid">{escape(snapshot.series_uid)}</span>, status {escape(snapshot.status)}, '
+        f"score {_number(snapshot.score)}; {escape(snapshot.slice_axis)} slice {snapshot.slice_index}, "
+        f"crop from row {snapshot.crop_origin[0]}, column {snapshot.crop_origin[1]}; "
+        f"window level {BONE_WINDOW[0]:g} width {BONE_WINDOW[1]:g} HU."
+    )
+    return (
+        f"<h3>{escape(heading)}</h3>\n"
+        f'<figure><img alt="{escape(bone)} snapshot" src="{_png(_snapshot_figure(snapshot, colours))}">'
+        f"<figcaption>{caption}<ul>{members}</ul></figcaption></figure>"
+    )
+
+
+def _member_item(name: str, colour: str, snapshot: Snapshot) -> str:
+    """One legend line in HTML text, so member names are searchable and readable without the picture."""
+    outlier = name == snapshot.outlier_source
+    notes = (" (outlier)" if outlier else "") + ("" if snapshot.masks[name].any() else " (empty on this slice)")
+    attribute = ' class="outlier"' if outlier else ""
+    return f'<li{attribute}><span class="swatch" style="background:{colour}"></span>{escape(name + notes)}</li>'
+
+
+def _snapshot_figure(snapshot: Snapshot, colours: dict[str, str]) -> Figure:
+    """CT crop in the bone window, in mm so the pixel aspect is true, with one outline per member."""
+    row_mm, col_mm = snapshot.pixel_spacing
+    height, width = snapshot.ct.shape
+    inch_per_mm = 5.0 / max(height * row_mm, width * col_mm)  # the longer side of the image is 5 inches
+    axes_labels, legend = 0.8, 0.4 + 0.2 * len(colours)  # inches around the image
+    figsize = (max(width * col_mm * inch_per_mm + axes_labels, 3.5), height * row_mm * inch_per_mm + axes_labels + legend)
+    figure = Figure(figsize=figsize, dpi=DPI, layout="constrained")
+    axes = figure.add_subplot()
+    level, window = BONE_WINDOW
+    axes.imshow(
+        snapshot.ct, cmap="gray", vmin=level - window / 2, vmax=level + window / 2,
+        extent=(0, width * col_mm, height * row_mm, 0), interpolation="nearest",
+    )  # fmt: skip
+    x, y = (np.arange(width) + 0.5) * col_mm, (np.arange(height) + 0.5) * row_mm
+    handles = []
+    for name, colour in colours.items():
+        mask, outlier = snapshot.masks[name], name == snapshot.outlier_source
+        line_width = 2.4 if outlier else 1.2
+        if mask.any() and not mask.all():
+            axes.contour(x, y, mask.astype(np.float32), levels=[0.5], colors=[colour], linewidths=line_width)
+        handles.append(Line2D([], [], color=colour, linewidth=line_width, label=name + (" (outlier)" if outlier else "")))
+    axes.set(xlabel="mm", ylabel="mm")
+    legend = figure.legend(handles=handles, loc="outside lower center", ncols=1, fontsize=8)
+    for text in legend.get_texts():
+        text.set_parse_math(False)  # member names are data: a '$' must not start mathtext
+    return figure
