@@ -25,7 +25,7 @@ def test_console_script_help():
     bonehub = Path(sys.executable).parent / "bonehub"
     result = subprocess.run([str(bonehub), "--help"], capture_output=True, text=True)
     assert result.returncode == 0
-    for command in ("run", "segment", "sample", "seg"):
+    for command in ("run", "segment", "qc", "sample", "seg"):
         assert command in result.stdout
     seg_help = subprocess.run([str(bonehub), "seg", "encode", "--help"], capture_output=True, text=True).stdout
     assert "--label-set" in seg_help and "totalsegmentator_total_v1" in seg_help
@@ -71,7 +71,8 @@ def test_sample_job(tmp_path, capsys):
         ("TotalSegmentator total", "none", "written"), ("TotalSegmentator total fast", "none", "written"),
     ]
     segs = sorted((tmp_path / "seg").rglob("*.dcm"))
-    assert len(segs) == 4
+    assert len(segs) == 4 + 2  # and QC's consensus SEG and SR
+    assert "QC: 1 series done, 0 failed" in out and (tmp_path / "qc" / "qc_report.html").is_file()
     assert run_cli("sample", "--out", tmp_path) == 0  # a rerun finds every output: deterministic UIDs, nothing redone
     assert "0 written, 4 exists, 0 failed" in capsys.readouterr().out
     assert sorted((tmp_path / "seg").rglob("*.dcm")) == segs
