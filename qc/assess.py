@@ -244,6 +244,8 @@ def _result(c: _Compared, series_uid: str, study_uid: str, members: Sequence[Mem
             segment_numbers: dict[str, int], settings: QcSettings, schema: BoneSchema) -> BoneResult:
     compared_members = [members[i] for i in c.unit.members]
     present = [s for s in c.surfaces if not s.empty]
+    if 0 < len(present) < len(compared_members):
+        c.flags.add("presence")  # some members found it, some did not
     score, status = score_and_status(c.agreements, len(present), sorted(c.consensus_rules), settings)
     volumes = np.array([s.voxels * voxel_ml for s in present])
     has_consensus = c.consensus is not None and not c.consensus.empty

@@ -34,13 +34,14 @@ from dataclasses import dataclass, field
 from qc.metrics import PairMetrics
 from qc.results import ABSENT, ACCEPT, INSUFFICIENT, REVIEW
 
-RULES = ("fov_cutoff", "extra_components", "wrong_side", "too_small", "level_order", "rib_vertebra_level")
+RULES = ("fov_cutoff", "extra_components", "wrong_side", "too_small", "level_order", "rib_vertebra_level", "presence")
 
 
 def _default_penalties() -> dict[str, float]:
     # Cut-off by the field of view is information, not an error: a reviewer cannot
     # complete what was not imaged, so by default it does not lower the score.
-    return {rule: (1.0 if rule == "fov_cutoff" else 0.5) for rule in RULES}
+    # "presence" (some members have the structure, some not) already scores 0 in the agreement.
+    return {rule: (1.0 if rule in ("fov_cutoff", "presence") else 0.5) for rule in RULES}
 
 
 @dataclass(frozen=True)
