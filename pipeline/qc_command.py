@@ -15,7 +15,7 @@ def add_qc_settings_arguments(parser: argparse.ArgumentParser) -> None:
 
     d = QcSettings()
     qc = parser.add_argument_group("QC (Stage 2)")
-    qc.add_argument("--qc-dir", help="folder or gs:// prefix for the QC tables and report (default: OUT/qc)")
+    qc.add_argument("--qc-dir", help="folder or gs:// prefix for the QC tables and report (default: qc/ next to the manifest)")
     qc.add_argument("--review-below", type=float, default=d.review_below, help=f"score below which a bone goes to review (default {d.review_below})")
     qc.add_argument("--nsd-tolerance-mm", type=float, default=d.nsd_tolerance_mm, help=f"NSD tolerance in mm (default {d.nsd_tolerance_mm})")
     qc.add_argument("--min-volume-ml", type=float, default=d.min_volume_ml, help=f"smaller bones are flagged too_small (default {d.min_volume_ml})")
@@ -42,16 +42,13 @@ def qc_settings(args: argparse.Namespace):
         raise JobInputError(str(error)) from None
 
 
-def qc_dir(args: argparse.Namespace, store: str) -> str:
+def qc_dir(args: argparse.Namespace, manifest: str) -> str:
+    """``--qc-dir``, else a ``qc`` folder next to the manifest (local or gs://)."""
     if args.qc_dir:
         return args.qc_dir
-    if store.startswith("gs://"):
-        return store.rstrip("/") + "/qc"
-    if "://" in store and not store.startswith("file://"):
-        raise JobInputError(f"--out {store} is not a folder or bucket: give --qc-dir for the QC tables and report")
-    from dicom_io.stores import open_store
-
-    return str(Path(open_store(store).root) / "qc")
+    if manifest.startswith("gs://"):
+        return manifest.rsplit("/", 1)[0] + "/qc"
+    return str(Path(manifest).parent / "qc")
 
 
 def run_qc_from_args(args: argparse.Namespace, series_uids: list[str] | None = None) -> None:
@@ -68,7 +65,7 @@ def run_qc_from_args(args: argparse.Namespace, series_uids: list[str] | None = N
     if not segs:
         raise JobInputError(f"no stored SEG in the manifest {manifest}" + (f" for series {', '.join(wanted)}" if wanted else ""))
     settings = QcJobSettings(
-        store_uri=store, qc_dir=qc_dir(args, store), qc=qc_settings(args), snapshots=args.snapshots,
+        store_uri=store, qc_dir=qc_dir(args, manifest), qc=qc_settings(args), snapshots=args.snapshots,
         ct_folder=str(args.ct_folder) if getattr(args, "ct_folder", None) else None,
         idc_endpoint_url=args.idc_endpoint,
         cache_dir=str(args.cache_dir or Path(tempfile.gettempdir()) / "bonehub-series-cache"),

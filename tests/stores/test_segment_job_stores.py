@@ -6,9 +6,12 @@ import pandas as pd
 import pydicom
 
 from dicom_io.seg_reader import read_seg
+from dicom_io.sr_reader import read_qc_sr
+from dicom_io.sr_writer import qc_sr_uids
 from dicom_io.stores import open_store
 from pipeline.cli import main
 from pipeline.manifest import read_manifest
+from pipeline.table_io import read_bytes, read_table
 
 PRECOMPUTED = "precomputed:{table}?label_set=totalsegmentator_total&name=TotalSegmentator total&version=2"
 
@@ -27,15 +30,22 @@ def test_dicomweb_in_and_out(empty_orthanc, sample_dir, sample_ct, tmp_path):
     assert sorted(manifest.status) == ["written"] * 3
     assert all(location.startswith(f"{url}/studies/{sample_ct.study_instance_uid}/series/") for location in manifest.location)
 
+    qc_series = pd.read_parquet(tmp_path / "qc" / "qc_series.parquet").iloc[0]  # QC read the SEGs back from Orthanc
+    assert qc_series.status == "done" and not qc_series.skipped
     segs = orthanc.list_instances(modality="SEG", study_uid=sample_ct.study_instance_uid)
-    assert sorted(ref.sop_uid for ref in segs) == sorted(manifest.seg_sop_instance_uid)
+    assert sorted(ref.sop_uid for ref in segs) == sorted([*manifest.seg_sop_instance_uid, qc_series.consensus_sop_uid])
     for ref in segs:
         decoded = read_seg(orthanc.get(*ref[:3]), sample_ct)
         assert decoded.volume.array.shape == sample_ct.volume.array.shape and decoded.volume.array.any()
+    (sr,) = orthanc.list_instances(modality="SR", study_uid=sample_ct.study_instance_uid)
+    groups = read_qc_sr(orthanc.get(*sr[:3]))
+    table = pd.read_parquet(tmp_path / "qc" / "qc_table.parquet")
+    assert sr.sop_uid == qc_series.sr_sop_uid and [g["bone"] for g in groups] == list(table.bone)
 
     assert main(args) == 0  # the SEGs in Orthanc are CT-free: the CT search still finds one series, nothing is redone
     assert sorted(pd.read_parquet(tmp_path / "manifest.parquet").status) == ["exists"] * 3
-    assert len(orthanc.list_instances(modality="SEG")) == 3
+    assert len(orthanc.list_instances(modality="SEG")) == 3 + 1  # the consensus SEG was replaced, not duplicated
+    assert len(orthanc.list_instances(modality="SR")) == 1
 
 
 def test_gcs_output_and_manifest(gcs_bucket, sample_dir, sample_ct, tmp_path):
@@ -49,3 +59,10 @@ def test_gcs_output_and_manifest(gcs_bucket, sample_dir, sample_ct, tmp_path):
     store = open_store(out)
     seg = store.get(sample_ct.study_instance_uid, row.seg_series_instance_uid, row.seg_sop_instance_uid)
     assert read_seg(seg, sample_ct).volume.array.any()
+    # QC ran on the SEG in the bucket and wrote its tables and report there; one source: nothing to compare
+    table = read_table(f"{out}/qc/qc_table.parquet")
+    assert set(table.status) == {"insufficient_sources"} and list(table.bone) == ["skeleton"]
+    qc_series = read_table(f"{out}/qc/qc_series.parquet").iloc[0]
+    assert read_qc_sr(store.get(sample_ct.study_instance_uid, *qc_sr_uids(sample_ct.series_instance_uid)))[0]["bone"] == "skeleton"
+    assert qc_series.sr_sop_uid == qc_sr_uids(sample_ct.series_instance_uid)[1]
+    assert b"<img" in read_bytes(f"{out}/qc/qc_report.html")
