@@ -78,7 +78,11 @@ def test_failures_are_isolated_named_and_retried_on_rerun(three_series, sample_d
 
     # What was written is where the manifest says, and decodes onto the CT grid.
     files = _seg_files(store)
-    assert {p.stem for p in files} == set(written.seg_sop_instance_uid)
+    qc = pd.read_parquet(tmp_path / "qc" / "qc_series.parquet")  # QC ran on the series that have SEGs
+    assert sorted(qc.series_uid) == sorted([sample_uid, COPY_SERIES]) and set(qc.status) == {"done"}
+    qc_outputs = {*qc.consensus_sop_uid, *qc.sr_sop_uid}
+    assert {p.stem for p in files} == set(written.seg_sop_instance_uid) | qc_outputs
+    files = {p: mtime for p, mtime in files.items() if p.stem not in qc_outputs}  # QC rewrites its own outputs on a rerun
     sample_seg = by.loc[(sample_uid, "TotalSegmentator total", "none")]
     decoded = read_seg(Path(sample_seg.location.removeprefix("file://")), sample_ct)
     assert decoded.volume.array.shape == sample_ct.volume.array.shape and decoded.volume.array.any()
@@ -90,7 +94,7 @@ def test_failures_are_isolated_named_and_retried_on_rerun(three_series, sample_d
     assert _run(*args) == 0
     rerun = pd.read_parquet(manifest_path)
     assert len(rerun) == 15
-    assert _seg_files(store) == files
+    assert {p: mtime for p, mtime in _seg_files(store).items() if p.stem not in qc_outputs} == files
     assert sorted(rerun[rerun.status == "exists"].seg_sop_instance_uid) == sorted(written.seg_sop_instance_uid)
     assert (rerun[rerun.status == "exists"].segments > 0).all()  # counts of the run that made them are kept
     assert (rerun.status == "failed").sum() == 10
@@ -121,11 +125,13 @@ def test_bad_job_arguments_exit_2_before_any_work(three_series, tmp_path, capsys
 
 
 def test_multi_process_direct_runner(three_series, tmp_path):
-    """Beam options pass through: two worker processes give the same outputs as the in-process run."""
+    """Beam options pass through to both stages: two worker processes give the same outputs as the in-process run."""
     store = tmp_path / "seg"
     assert _run("--dicom-folder", three_series, "--series-uid", COPY_SERIES, "--source", "baseline",
                 "--augment", "noise(20)", "--out", store, "--cache-dir", tmp_path / "cache",
                 "--direct_num_workers=2", "--direct_running_mode=multi_processing") == 0
     manifest = pd.read_parquet(store / "manifest.parquet")
     assert sorted(manifest.status) == ["written", "written"]
-    assert {p.stem for p in store.rglob("*.dcm")} == set(manifest.seg_sop_instance_uid)
+    qc = pd.read_parquet(store / "qc" / "qc_series.parquet")  # the QC job ran in worker processes too
+    assert list(qc.status) == ["done"]
+    assert {p.stem for p in store.rglob("*.dcm")} == {*manifest.seg_sop_instance_uid, *qc.consensus_sop_uid, *qc.sr_sop_uid}
