@@ -19,6 +19,8 @@ def add_qc_settings_arguments(parser: argparse.ArgumentParser) -> None:
     qc.add_argument("--review-below", type=float, default=d.review_below, help=f"score below which a bone goes to review (default {d.review_below})")
     qc.add_argument("--nsd-tolerance-mm", type=float, default=d.nsd_tolerance_mm, help=f"NSD tolerance in mm (default {d.nsd_tolerance_mm})")
     qc.add_argument("--min-volume-ml", type=float, default=d.min_volume_ml, help=f"smaller bones are flagged too_small (default {d.min_volume_ml})")
+    qc.add_argument("--consensus-seg-type", choices=("labelmap", "binary"), default="labelmap",
+                    help="consensus SEG type (default labelmap; binary for 3D Slicer QuantitativeReporting's SR view)")
     qc.add_argument("--snapshots", type=int, default=3, help="pictures of the worst bones per series in the report (default 3)")
 
 
@@ -66,6 +68,7 @@ def run_qc_from_args(args: argparse.Namespace, series_uids: list[str] | None = N
         raise JobInputError(f"no stored SEG in the manifest {manifest}" + (f" for series {', '.join(wanted)}" if wanted else ""))
     settings = QcJobSettings(
         store_uri=store, qc_dir=qc_dir(args, manifest), qc=qc_settings(args), snapshots=args.snapshots,
+        consensus_seg_type=args.consensus_seg_type,
         ct_folder=str(args.ct_folder) if getattr(args, "ct_folder", None) else None,
         idc_endpoint_url=args.idc_endpoint,
         cache_dir=str(args.cache_dir or Path(tempfile.gettempdir()) / "bonehub-series-cache"),

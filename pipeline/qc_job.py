@@ -49,6 +49,7 @@ class QcJobSettings:
     ct_folder: str | None = None  # read every CT from this folder instead of where the manifest says
     idc_endpoint_url: str | None = None
     snapshots: int = 3  # pictures per series in the report
+    consensus_seg_type: str = "labelmap"  # or "binary" (see pipeline.stage2)
 
 
 def output_uri(qc_dir: str, name: str) -> str:
@@ -70,7 +71,8 @@ class AssessSeries(beam.DoFn):
         s = self.settings
         override = SeriesRef(series_uid, segs[0].study_uid, LOCAL, s.ct_folder) if s.ct_folder else None
         yield qc_series(series_uid, segs, self.store, s.qc, s.cache_dir, ct_override=override,
-                        idc_endpoint_url=s.idc_endpoint_url, snapshots=s.snapshots)
+                        idc_endpoint_url=s.idc_endpoint_url, snapshots=s.snapshots,
+                        consensus_seg_type=s.consensus_seg_type)
 
 
 class WriteQcOutputs(beam.DoFn):

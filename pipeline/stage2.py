@@ -88,7 +88,7 @@ def stored_segs(manifest: pd.DataFrame, series_uids: Iterable[str] | None = None
 
 def qc_series(series_uid: str, segs: Sequence[StoredSeg], store: Store, settings: QcSettings, cache_dir: str, *,
               ct_override: SeriesRef | None = None, idc_endpoint_url: str | None = None,
-              snapshots: int = 3) -> SeriesOutcome:
+              snapshots: int = 3, consensus_seg_type: str = "labelmap") -> SeriesOutcome:
     """QC of one series from its stored SEGs; every failure is an outcome naming the step, never an exception."""
     started = time.perf_counter()
     study_uid = segs[0].study_uid
@@ -115,7 +115,7 @@ def qc_series(series_uid: str, segs: Sequence[StoredSeg], store: Store, settings
     except Exception as error:
         return failure("assess", error)
     try:
-        consensus_uid, sr_uid = _store_consensus_and_sr(assessed, ct, store, settings)
+        consensus_uid, sr_uid = _store_consensus_and_sr(assessed, ct, store, settings, consensus_seg_type)
     except Exception as error:
         return failure("store consensus and SR", error)
     pictures = _snapshots(assessed, ct, snapshots)
@@ -143,15 +143,19 @@ def _decode_members(segs: Sequence[StoredSeg], ct, store: Store) -> tuple[list[M
     return members, label_maps, skipped
 
 
-def _store_consensus_and_sr(assessed: SeriesQC, ct, store: Store, settings: QcSettings) -> tuple[str, str]:
-    """The consensus SEG and the QC SR that references it; nothing when no structure was found at all."""
+def _store_consensus_and_sr(assessed: SeriesQC, ct, store: Store, settings: QcSettings, seg_type: str) -> tuple[str, str]:
+    """The consensus SEG and the QC SR that references it; nothing when no structure was found at all.
+
+    ``seg_type`` "binary" for readers that follow SR references only to BINARY SEGs
+    (3D Slicer's QuantitativeReporting; the 2022 dciodvfy does not know LABELMAP).
+    """
     from dicom_io.seg_writer import SOFTWARE_VERSION, write_seg
     from dicom_io.sr_writer import write_qc_sr
 
     if not assessed.consensus.any():
         return "", ""
     source = SegmentationSource(CONSENSUS_NAME, SOFTWARE_VERSION)
-    consensus = write_seg(assessed.consensus, ct, source, series_number=350)
+    consensus = write_seg(assessed.consensus, ct, source, seg_type=seg_type, series_number=350)
     store.put(consensus)
     sr = write_qc_sr(assessed.results, consensus, ct.series_instance_uid, ct.study_instance_uid,
                      settings_text=settings.describe())

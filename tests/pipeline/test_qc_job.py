@@ -8,11 +8,14 @@ the table against the SR that dcmqi-independent highdicom parsing reads back.
 from __future__ import annotations
 
 import math
+import shutil
+import subprocess
 from itertools import combinations
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pydicom
 import pytest
 import SimpleITK as sitk
 from scipy import ndimage
@@ -164,3 +167,20 @@ def test_qc_reruns_alone_with_new_thresholds(sample_run, capsys):
     assert len(list((sample_run / "seg").rglob("*.dcm"))) == len(stage1_segs) + 2  # + one consensus SEG and one SR, replaced
     assert main(args) == 0  # back to the defaults: the same verdicts as the first run
     pd.testing.assert_frame_equal(_table(sample_run), before)
+
+
+def test_binary_consensus_for_slicer_and_a_clean_dciodvfy(sample_run, sample_ct):
+    """--consensus-seg-type binary: the SR then references a BINARY SEG, which the 2022 dciodvfy fully knows."""
+    dciodvfy = shutil.which("dciodvfy")
+    if dciodvfy is None:
+        pytest.skip("dciodvfy (dicom3tools) is not installed; CI installs it")
+    assert main(["qc", "--out", str(sample_run / "seg"), "--manifest", str(sample_run / "manifest.parquet"),
+                 "--qc-dir", str(sample_run / "qc"), "--consensus-seg-type", "binary"]) == 0
+    series = pd.read_parquet(sample_run / "qc" / "qc_series.parquet").iloc[0]
+    path = next(p for p in (sample_run / "seg").rglob("*.dcm") if p.stem == series.sr_sop_uid)
+    sr = pydicom.dcmread(path)
+    (evidence,) = sr.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0].ReferencedSOPSequence
+    assert evidence.ReferencedSOPInstanceUID == series.consensus_sop_uid
+    assert evidence.ReferencedSOPClassUID == "1.2.840.10008.5.1.4.1.1.66.4"  # Segmentation Storage (BINARY)
+    report = subprocess.run([dciodvfy, str(path)], capture_output=True, text=True)
+    assert [line for line in (report.stdout + report.stderr).splitlines() if line.startswith("Error")] == []
