@@ -120,13 +120,13 @@ def _add_sample_command(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _segment(args: argparse.Namespace) -> None:
+    from pipeline.qc_command import qc_settings, run_qc_from_args
     from pipeline.segment_command import run_from_args
 
+    qc = qc_settings(args) if args.command == "run" else None  # a bad QC setting fails before any segmentation
     series = run_from_args(args)
-    if args.command == "run":
-        from pipeline.qc_command import run_qc_from_args
-
-        run_qc_from_args(args, series)
+    if qc is not None:
+        run_qc_from_args(args, series, qc)
 
 
 def _qc(args: argparse.Namespace) -> None:

@@ -16,9 +16,11 @@ def add_qc_settings_arguments(parser: argparse.ArgumentParser) -> None:
     d = QcSettings()
     qc = parser.add_argument_group("QC (Stage 2)")
     qc.add_argument("--qc-dir", help="folder or gs:// prefix for the QC tables and report (default: qc/ next to the manifest)")
-    qc.add_argument("--review-below", type=float, default=d.review_below, help=f"score below which a bone goes to review (default {d.review_below})")
-    qc.add_argument("--nsd-tolerance-mm", type=float, default=d.nsd_tolerance_mm, help=f"NSD tolerance in mm (default {d.nsd_tolerance_mm})")
-    qc.add_argument("--min-volume-ml", type=float, default=d.min_volume_ml, help=f"smaller bones are flagged too_small (default {d.min_volume_ml})")
+    qc.add_argument("--qc-config", type=Path, help="JSON object of QC settings (fields of qc.score.QcSettings, e.g. "
+                    '{"nsd_tolerance_mm_by_structure": {"vertebra_C1": 3}, "rule_penalty": {"too_small": 0.7}}); flags below win')
+    qc.add_argument("--review-below", type=float, help=f"score below which a bone goes to review (default {d.review_below})")
+    qc.add_argument("--nsd-tolerance-mm", type=float, help=f"NSD tolerance in mm (default {d.nsd_tolerance_mm})")
+    qc.add_argument("--min-volume-ml", type=float, help=f"smaller bones are flagged too_small (default {d.min_volume_ml})")
     qc.add_argument("--consensus-seg-type", choices=("labelmap", "binary"), default="labelmap",
                     help="consensus SEG type (default labelmap; binary for 3D Slicer QuantitativeReporting's SR view)")
     qc.add_argument("--snapshots", type=int, default=3, help="pictures of the worst bones per series in the report (default 3)")
@@ -36,12 +38,31 @@ def add_qc_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def qc_settings(args: argparse.Namespace):
+    """``QcSettings`` from ``--qc-config`` and the threshold flags; a bad value is a one-line input error."""
+    import dataclasses
+    import json
+
     from qc.score import QcSettings
 
+    values = {}
+    if args.qc_config:
+        try:
+            values = json.loads(args.qc_config.read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise JobInputError(f"--qc-config {args.qc_config}: {error}") from None
+        known = {f.name for f in dataclasses.fields(QcSettings)}
+        if not isinstance(values, dict) or (unknown := sorted(set(values) - known)):
+            raise JobInputError(f"--qc-config {args.qc_config}: expected a JSON object of {sorted(known)}"
+                                + (f"; unknown: {unknown}" if isinstance(values, dict) else ""))
+    for flag in ("review_below", "nsd_tolerance_mm", "min_volume_ml"):
+        if getattr(args, flag) is not None:
+            values[flag] = getattr(args, flag)
+    if "multi_part" in values:
+        values["multi_part"] = tuple(values["multi_part"])
     try:
-        return QcSettings(review_below=args.review_below, nsd_tolerance_mm=args.nsd_tolerance_mm, min_volume_ml=args.min_volume_ml)
-    except ValueError as error:
-        raise JobInputError(str(error)) from None
+        return QcSettings(**values)
+    except (TypeError, ValueError) as error:
+        raise JobInputError(f"QC settings: {error}") from None
 
 
 def qc_dir(args: argparse.Namespace, manifest: str) -> str:
@@ -53,8 +74,12 @@ def qc_dir(args: argparse.Namespace, manifest: str) -> str:
     return str(Path(manifest).parent / "qc")
 
 
-def run_qc_from_args(args: argparse.Namespace, series_uids: list[str] | None = None) -> None:
-    """Run Stage 2 over the manifest's SEGs (of ``series_uids`` or ``--series-uid`` when given) and print a summary."""
+def run_qc_from_args(args: argparse.Namespace, series_uids: list[str] | None = None, settings=None) -> None:
+    """Run Stage 2 over the manifest's SEGs (of ``series_uids`` or ``--series-uid`` when given) and print a summary.
+
+    ``settings``: the ``QcSettings`` when the caller checked them already (``run`` does, before Stage 1).
+    """
+    qc = settings or qc_settings(args)
     from pipeline.manifest import read_manifest
     from pipeline.qc_job import REPORT, SERIES_TABLE, TABLE, QcJobSettings, output_uri, run_qc_job
     from pipeline.stage2 import stored_segs
@@ -67,7 +92,7 @@ def run_qc_from_args(args: argparse.Namespace, series_uids: list[str] | None = N
     if not segs:
         raise JobInputError(f"no stored SEG in the manifest {manifest}" + (f" for series {', '.join(wanted)}" if wanted else ""))
     settings = QcJobSettings(
-        store_uri=store, qc_dir=qc_dir(args, manifest), qc=qc_settings(args), snapshots=args.snapshots,
+        store_uri=store, qc_dir=qc_dir(args, manifest), qc=qc, snapshots=args.snapshots,
         consensus_seg_type=args.consensus_seg_type,
         ct_folder=str(args.ct_folder) if getattr(args, "ct_folder", None) else None,
         idc_endpoint_url=args.idc_endpoint,

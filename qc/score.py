@@ -31,6 +31,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from labels.schema import default_schema
 from qc.metrics import PairMetrics
 from qc.results import ABSENT, ACCEPT, INSUFFICIENT, REVIEW
 
@@ -68,6 +69,12 @@ class QcSettings:
             raise ValueError(f"unknown QC rule(s) {unknown}; rules are {list(RULES)}")
         if bad := {r: p for r, p in self.rule_penalty.items() if not 0.0 <= p <= 1.0}:
             raise ValueError(f"rule penalties must be in [0, 1], got {bad}")
+        # penalties given for some rules keep the defaults of the others
+        object.__setattr__(self, "rule_penalty", {**_default_penalties(), **self.rule_penalty})
+        schema = default_schema()
+        for name in ("nsd_tolerance_mm_by_structure", "min_volume_ml_by_structure"):
+            if unknown := sorted(s for s in getattr(self, name) if s not in schema):
+                raise ValueError(f"{name}: {unknown} are not structures of the bone schema")
 
     def tolerance_mm(self, structure: str) -> float:
         return self.nsd_tolerance_mm_by_structure.get(structure, self.nsd_tolerance_mm)

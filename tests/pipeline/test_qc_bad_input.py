@@ -103,3 +103,14 @@ def test_assess_refuses_mixed_grids_and_foreign_labels():
     foreign[1, 1, 1] = 1000
     with pytest.raises(QcInputError, match=r"b 1 \(SEG 1.2.4.1\): label value\(s\) \[1000\] are not schema ids"):
         assess_series("1.2.9", "1.2.8", members, [np.zeros((4, 4, 4), np.uint16), foreign], affine)
+
+
+def test_qc_config_is_checked_before_any_work(tmp_path, capsys):
+    config = tmp_path / "qc.json"
+    config.write_text('{"nsd_tolerance_mm": 3, "review_treshold": 0.7}')
+    assert main(["qc", "--out", str(tmp_path / "store"), "--qc-config", str(config)]) == 2
+    assert "unknown: ['review_treshold']" in capsys.readouterr().err
+    config.write_text('{"nsd_tolerance_mm_by_structure": {"vertebra_C1": 3}, "review_below": 1.5}')
+    assert main(["qc", "--out", str(tmp_path / "store"), "--qc-config", str(config)]) == 2
+    assert "review_below must be in (0, 1], got 1.5" in capsys.readouterr().err
+    assert not (tmp_path / "store" / "qc").exists()

@@ -133,3 +133,10 @@ def test_settings_change_the_verdict_not_the_numbers(sample_ct, sample_schema_ma
     assert strict["vertebra_L1"].dice_mean == default["vertebra_L1"].dice_mean
     with pytest.raises(ValueError, match="unknown QC rule"):
         QcSettings(rule_penalty={"no_such_rule": 0.5})
+
+
+def test_settings_keep_default_penalties_and_know_the_schema():
+    settings = QcSettings(rule_penalty={"too_small": 0.7})
+    assert settings.rule_penalty["too_small"] == 0.7 and settings.rule_penalty["wrong_side"] == 0.5
+    with pytest.raises(ValueError, match=r"min_volume_ml_by_structure: \['vertebra_Z9'\] are not structures"):
+        QcSettings(min_volume_ml_by_structure={"vertebra_Z9": 2.0})
