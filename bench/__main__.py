@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from bench import seg_encoding, stage1_overhead
+from bench import qc_detection, qc_speed, seg_encoding, stage1_overhead
 from bench.skeleton_phantom import DEFAULT_SHAPE
 
 QUICK_SHAPE = (80, 128, 128)  # slices, rows, columns: a smoke run in seconds, every bone still present
-BENCHMARKS = ("seg_encoding", "stage1_overhead")
+BENCHMARKS = ("seg_encoding", "stage1_overhead", "qc_speed", "qc_detection")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -16,6 +16,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("benchmarks", nargs="*", metavar="BENCHMARK", help=f"one or more of {', '.join(BENCHMARKS)} (default: all)")
     parser.add_argument("--quick", action="store_true", help=f"small grid {' x '.join(map(str, QUICK_SHAPE))} instead of {' x '.join(map(str, DEFAULT_SHAPE))}")
     parser.add_argument("--repeats", type=int, default=3, help="seg_encoding: timed runs per method, median reported (default 3)")
+    parser.add_argument("--phantom", action="store_true", help="qc_detection: also the whole-skeleton phantom (63 bones; several minutes)")
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
@@ -27,6 +28,10 @@ def main(argv: list[str] | None = None) -> None:
         seg_encoding.run(shape, repeats=args.repeats)
     if "stage1_overhead" in chosen:
         stage1_overhead.run(shape)
+    if "qc_speed" in chosen:  # --quick: the anchor runs on every bone, so equality is checked for all of them
+        qc_speed.run(shape, measured_bones=None if args.quick else qc_speed.ANCHOR_BONES)
+    if "qc_detection" in chosen:
+        qc_detection.run(phantom_shape=(shape if args.quick else qc_detection.PHANTOM_SHAPE) if args.phantom else None)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,272 @@
+"""Does QC find bones that are known to be wrong? Errors injected one at a time, judged by QC's own verdicts.
+
+Stage 2 has no ground truth, so its detection power is measured by damaging
+one bone (or one run of bones) of one member at a time with
+``bench.error_injection`` and running ``assess_series`` on the series:
+
+- **sample** (always): the bundled real 30-slice 3 mm CT with three members,
+  TotalSegmentator full, TotalSegmentator fast (the two real results) and the full
+  result sent through a 5-degree rotation and back with nearest neighbour (what an
+  augmented run adds: resampling noise). Three members because with two the one
+  that is wrong cannot be named: each disagrees with the other equally. The fast
+  member is damaged.
+- **phantom** (``--phantom``): the whole-skeleton phantom (63 bones) on a 5 x 3 x 3 mm
+  grid with three members, the phantom and two copies with seeded boundary noise;
+  the second member is damaged.
+
+Every bone present in all members is damaged once per error type: eroded and
+dilated by 2 voxels, moved by 5 mm along a seeded patient axis (rounded to whole
+voxels), deleted, swapped with the level below, and as the first of a run of three
+levels labelled one level off. Per error type: AUROC of (1 - score) between damaged
+and untouched bones, the share of bones sent to review, sensitivity (damaged bones
+sent to review), false alarms (untouched bones sent to review) and how often the
+damaged member's source is named as the outlier (over all damaged bones).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import highdicom as hd
+import numpy as np
+from scipy.stats import rankdata
+
+from bench import error_injection as inject
+from bench.skeleton_phantom import make_phantom
+from dicom_io.ct_series import read_ct_series
+from dicom_io.label_images import read_label_image
+from labels.label_sets import load_label_set
+from labels.schema import default_schema
+from models.augment import Rotation, invert
+from models.harmonize import harmonize_on_ct
+from qc.assess import assess_series
+from qc.results import REVIEW, BoneResult, Member
+from qc.score import QcSettings
+
+RESULTS_PATH = Path(__file__).resolve().parent / "results" / "qc_detection.json"
+SAMPLE_DIR = Path(__file__).resolve().parents[1] / "sample" / "ts_abdomen_3mm"
+SAMPLE_FULL, SAMPLE_FAST = "seg_totalsegmentator_v2_full.nii.gz", "seg_totalsegmentator_v2_fast.nii.gz"
+ROTATION_DEGREES = (0.0, 0.0, 5.0)
+PHANTOM_SHAPE = (300, 154, 154)  # the phantom's 1500 x 460.8 x 460.8 mm field of view at 5 x 3 x 3 mm
+PHANTOM_NOISE = 0.03  # share of boundary voxels per face that take a neighbour's label in members 2 and 3
+ERRORS = ("erode", "dilate", "shift", "delete", "swap", "shift_levels")
+MORPH_VOXELS = 2  # erode / dilate: 6 mm at 3 mm voxels, clearly an error to a reader
+SHIFT_MM = 5.0
+RUN_LENGTH = 3  # shift_levels: levels per mislabelled run
+SEED = 0
+
+
+@dataclass(frozen=True)
+class Series:
+    """One series to damage: its members and label maps (one grid), and which member the errors go into."""
+
+    name: str
+    members: list[Member]
+    label_maps: list[np.ndarray]
+    affine: np.ndarray
+    damaged_member: int
+
+    @property
+    def damaged_source(self) -> str:
+        """The source label QC names as the outlier (``f"{source} {version}"``, as ``qc.assess`` groups members)."""
+        member = self.members[self.damaged_member]
+        return f"{member.source} {member.version}"
+
+    def assess(self, damaged_map: np.ndarray | None = None) -> dict[str, BoneResult]:
+        """QC of the series, with ``damaged_map`` in place of the damaged member's map when given."""
+        maps = list(self.label_maps)
+        if damaged_map is not None:
+            maps[self.damaged_member] = damaged_map
+        qc = assess_series(f"bench.qc_detection.{self.name}", "bench.qc_detection", self.members, maps, self.affine)
+        return {r.bone: r for r in qc.results}
+
+
+def _member(source: str, version: str, augmentation: str = "none") -> Member:
+    key = f"{source}.{version}.{augmentation}"
+    return Member(source, version, augmentation, seg_series_uid=f"bench.{key}.series", seg_sop_uid=f"bench.{key}.sop")
+
+
+def rotation_round_trip(label_map: np.ndarray, volume: hd.Volume, degrees: Sequence[float] = ROTATION_DEGREES) -> np.ndarray:
+    """``label_map`` rotated as ``models.augment.apply`` rotates the CT, then inverted: nearest-neighbour noise twice.
+
+    ``invert`` moves labels by the inverse of a rotation; about one axis that is the
+    rotation by the opposite angles, so the forward move is ``invert`` of the opposite.
+    """
+    rotated = invert(Rotation(tuple(-d for d in degrees)), label_map, volume)
+    return invert(Rotation(tuple(degrees)), rotated, volume)
+
+
+def sample_series(ct_volume: hd.Volume, full: np.ndarray, fast: np.ndarray) -> Series:
+    """TotalSegmentator full, fast (damaged) and full after a rotation round trip, on the sample CT's grid."""
+    rotation = str(Rotation(ROTATION_DEGREES))
+    members = [_member("TotalSegmentator", "full"), _member("TotalSegmentator", "fast"),
+               _member("TotalSegmentator", "full", rotation)]
+    maps = [full, fast, rotation_round_trip(full, ct_volume)]
+    return Series("sample", members, maps, ct_volume.affine, damaged_member=1)
+
+
+def load_sample(sample_dir: Path = SAMPLE_DIR) -> Series:
+    """The bundled CT and its two real TotalSegmentator results, harmonized onto the CT grid."""
+    ct = read_ct_series(sample_dir / "ct")
+    label_set = load_label_set("totalsegmentator_total")
+    full, fast = (harmonize_on_ct(read_label_image(sample_dir / name), label_set, ct) for name in (SAMPLE_FULL, SAMPLE_FAST))
+    return sample_series(ct.volume, full, fast)
+
+
+def phantom_series(shape: Sequence[int] = PHANTOM_SHAPE) -> Series:
+    """The phantom in schema ids and two copies with seeded boundary noise; the second member is damaged."""
+    volume, native = make_phantom(shape)
+    labels = load_label_set("totalsegmentator_total").harmonize(native)
+    members = [_member(f"phantom {name}", "1") for name in "ABC"]
+    maps = [labels, inject.boundary_noise(labels, PHANTOM_NOISE, 1), inject.boundary_noise(labels, PHANTOM_NOISE, 2)]
+    return Series("phantom", members, maps, volume.affine, damaged_member=1)
+
+
+def common_bones(series: Series) -> list[str]:
+    """Bones present in every member, in schema order."""
+    schema = default_schema()
+    present = set.intersection(*(set(np.flatnonzero(np.bincount(m.ravel()))) for m in series.label_maps)) - {0}
+    return [schema[int(i)].name for i in sorted(present)]
+
+
+def _next_level(bone: str, by: int = 1) -> str | None:
+    try:
+        return inject.level_after(bone, by)
+    except ValueError:
+        return None
+
+
+def injections(series: Series, seed: int = SEED) -> Iterator[tuple[str, inject.Injury]]:
+    """Every (error type, injury) of the benchmark, in a fixed order; shifts take a seeded axis and sign."""
+    target = series.label_maps[series.damaged_member]
+    bones = common_bones(series)
+    rng = np.random.default_rng(seed)
+    for bone in bones:
+        yield "erode", inject.erode(target, bone, MORPH_VOXELS)
+        yield "dilate", inject.dilate(target, bone, MORPH_VOXELS)
+        axis, sign = inject.PATIENT_AXES[int(rng.integers(3))], float(rng.choice([-1.0, 1.0]))
+        yield "shift", inject.shift(target, bone, sign * SHIFT_MM, series.affine, axis)
+        yield "delete", inject.delete(target, bone)
+        if (below := _next_level(bone)) in bones:
+            yield "swap", inject.swap(target, bone, below)
+        run = [bone] + [_next_level(bone, k) for k in range(1, RUN_LENGTH)]
+        if all(level in bones for level in run):
+            yield "shift_levels", inject.shift_levels(target, run)
+
+
+def auroc(positives: Sequence[float], negatives: Sequence[float]) -> float:
+    """Chance that a damaged bone is more suspicious than an untouched one, ties half (Mann-Whitney U / (P N))."""
+    if not positives or not negatives:
+        return math.nan
+    ranks = rankdata(np.concatenate([positives, negatives]))
+    p = len(positives)
+    return float((ranks[:p].sum() - p * (p + 1) / 2) / (p * len(negatives)))
+
+
+@dataclass
+class _Tally:
+    """What one error type's injections produced, bone by bone."""
+
+    injections: int = 0
+    unchanged: int = 0  # injuries that left the map as it was (not assessed)
+    damaged: list[tuple[str, str, BoneResult]] = field(default_factory=list)  # (bone, description, result)
+    untouched: list[BoneResult] = field(default_factory=list)
+
+    def summary(self, source: str) -> dict:
+        def flagged(results: list[BoneResult]) -> int:
+            return sum(r.status == REVIEW for r in results)
+
+        damaged = [r for _, _, r in self.damaged]
+        every = damaged + self.untouched
+        return {
+            "injections": self.injections,
+            "unchanged_skipped": self.unchanged,
+            "damaged_bones": len(damaged),
+            "untouched_bones": len(self.untouched),
+            "auroc": auroc([1 - r.score for r in damaged], [1 - r.score for r in self.untouched]),
+            "flagged_share": flagged(every) / len(every) if every else math.nan,
+            "sensitivity": flagged(damaged) / len(damaged) if damaged else math.nan,
+            "false_alarm_rate": flagged(self.untouched) / len(self.untouched) if self.untouched else math.nan,
+            "outlier_named": sum(r.outlier_source == source for r in damaged) / len(damaged) if damaged else math.nan,
+            "missed": [f"{bone}: {what} (score {r.score:.3f})" for bone, what, r in self.damaged if r.status != REVIEW],
+            "misnamed": [f"{bone}: {what} (named {r.outlier_source!r})" for bone, what, r in self.damaged
+                         if r.status == REVIEW and r.outlier_source != source],
+        }
+
+
+def detect(series: Series, seed: int = SEED) -> dict:
+    """The undamaged verdicts and, per error type, how QC judged the damaged and the untouched bones."""
+    baseline = series.assess()
+    scored = {b: r for b, r in baseline.items() if not math.isnan(r.score)}
+    tallies = {error: _Tally() for error in ERRORS}
+    original = series.label_maps[series.damaged_member]
+    for error, injury in injections(series, seed):
+        tally = tallies[error]
+        tally.injections += 1
+        if np.array_equal(injury.label_map, original):
+            tally.unchanged += 1
+            continue
+        results = series.assess(injury.label_map)
+        tally.damaged += [(bone, injury.description, results[bone]) for bone in sorted(injury.damaged)]
+        tally.untouched += [r for b, r in results.items() if b not in injury.damaged and not math.isnan(r.score)]
+    return {
+        "members": [m.name for m in series.members],
+        "damaged_member": series.members[series.damaged_member].name,
+        "damaged_source": series.damaged_source,
+        "bones": common_bones(series),
+        "baseline": {
+            "scored_bones": len(scored),
+            "review": sorted(b for b, r in scored.items() if r.status == REVIEW),
+            "flagged_share": sum(r.status == REVIEW for r in scored.values()) / len(scored) if scored else math.nan,
+        },
+        "errors": {error: tally.summary(series.damaged_source) for error, tally in tallies.items()},
+    }
+
+
+def run(phantom_shape: Sequence[int] | None = None, results_path: Path | None = RESULTS_PATH,
+        sample_dir: Path = SAMPLE_DIR, seed: int = SEED) -> dict:
+    """The sample (always) and the phantom (when ``phantom_shape`` is given); prints the table, writes the JSON."""
+    modes = {"sample": detect(load_sample(sample_dir), seed)}
+    grids = {"sample": "bundled 30-slice CT, 3 mm voxels"}
+    if phantom_shape is not None:
+        phantom = phantom_series(phantom_shape)
+        modes["phantom"] = detect(phantom, seed)
+        spacing = np.linalg.norm(phantom.affine[:3, :3], axis=0)
+        grids["phantom"] = f"{' x '.join(map(str, phantom_shape))} voxels of {' x '.join(f'{s:.3g}' for s in spacing)} mm"
+    results = {
+        "benchmark": "qc_detection",
+        "settings": QcSettings().describe(),
+        "injection": {"erode_dilate_voxels": MORPH_VOXELS, "shift_mm": SHIFT_MM, "run_length": RUN_LENGTH,
+                      "phantom_noise": PHANTOM_NOISE, "seed": seed},
+        "grids": grids,
+        "modes": modes,
+    }
+    print(format_report(results))
+    if results_path is not None:
+        results_path.parent.mkdir(parents=True, exist_ok=True)
+        results_path.write_text(json.dumps(results, indent=2))
+    return results
+
+
+def format_report(results: dict) -> str:
+    """One table per mode: a row per error type; then what was missed or misnamed."""
+    lines = [f"QC error detection: {results['settings']}"]
+    header = ("error", "injections", "damaged", "untouched", "AUROC", "flagged", "sensitivity", "false alarms", "outlier named")
+    for mode, found in results["modes"].items():
+        base = found["baseline"]
+        lines += ["", f"{mode} ({results['grids'][mode]}): members {', '.join(found['members'])}; damaged: {found['damaged_member']}; "
+                      f"{len(found['bones'])} bones in every member",
+                  f"undamaged: {len(base['review'])}/{base['scored_bones']} bones in review {base['review']}"]
+        rows = [header]
+        for error, s in found["errors"].items():
+            rows.append((error, str(s["injections"]), str(s["damaged_bones"]), str(s["untouched_bones"]), f"{s['auroc']:.3f}",
+                         f"{s['flagged_share']:.3f}", f"{s['sensitivity']:.3f}", f"{s['false_alarm_rate']:.3f}", f"{s['outlier_named']:.3f}"))
+        widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+        lines += ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))) for row in rows]
+        for error, s in found["errors"].items():
+            lines += [f"  {error} missed: {m}" for m in s["missed"]] + [f"  {error} misnamed: {m}" for m in s["misnamed"]]
+    return "\n".join(lines)
