@@ -86,8 +86,9 @@ def rib_vertebra_levels(rib_surfaces: Mapping[str, np.ndarray], vertebra_surface
     """Ribs whose medial end meets a vertebra of the wrong level, and those vertebrae.
 
     Surfaces are point arrays in mm (one frame for all). The medial end is the 5 %
-    of the rib's surface points nearest to any vertebra; only ribs that come within
-    ``contact_mm`` of one are judged. Rib k must meet vertebra T k, or T k-1 for ribs 2-9.
+    of the rib's surface points nearest to any vertebra, of those within
+    ``contact_mm`` (the search stops there, which keeps it fast); ribs that come no
+    closer are not judged. Rib k must meet vertebra T k, or T k-1 for ribs 2-9.
     """
     vertebrae = [(name, points) for name, points in vertebra_surfaces.items() if len(points)]
     if not vertebrae:
@@ -99,10 +100,12 @@ def rib_vertebra_levels(rib_surfaces: Mapping[str, np.ndarray], vertebra_surface
         match = _RIB.match(rib)
         if not match or not len(points):
             continue
-        distance, index = tree.query(points, k=1)
-        if distance.min() > contact_mm:
+        distance, index = tree.query(points, k=1, distance_upper_bound=contact_mm)
+        near = np.flatnonzero(np.isfinite(distance))
+        if not near.size:
             continue
-        medial = owner[index[distance <= np.percentile(distance, 5)]]
+        closest = near[np.argsort(distance[near], kind="stable")[:max(1, len(points) // 20)]]
+        medial = owner[index[closest]]
         vertebra = vertebrae[int(np.bincount(medial).argmax())][0]
         level = int(match.group(2))
         allowed = {f"vertebra_T{level}"} | (set() if level in _SINGLE_FACET_RIBS else {f"vertebra_T{level - 1}"})
