@@ -149,7 +149,8 @@ def injections(series: Series, seed: int = SEED) -> Iterator[tuple[str, inject.I
         yield "erode", inject.erode(target, bone, MORPH_VOXELS)
         yield "dilate", inject.dilate(target, bone, MORPH_VOXELS)
         axis, sign = inject.PATIENT_AXES[int(rng.integers(3))], float(rng.choice([-1.0, 1.0]))
-        yield "shift", inject.shift(target, bone, sign * SHIFT_MM, series.affine, axis)
+        if inject.voxel_shift(sign * SHIFT_MM, series.affine, axis)[1]:  # on coarse slices 5 mm can round to nothing
+            yield "shift", inject.shift(target, bone, sign * SHIFT_MM, series.affine, axis)
         yield "delete", inject.delete(target, bone)
         if (below := _next_level(bone)) in bones:
             yield "swap", inject.swap(target, bone, below)
