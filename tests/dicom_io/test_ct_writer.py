@@ -1,7 +1,5 @@
 """write_ct_series: geometry round trip, valid IOD, determinism, value storage."""
 
-import shutil
-import subprocess
 
 import highdicom as hd
 import numpy as np
@@ -12,6 +10,7 @@ from pydicom.uid import JPEG2000Lossless, JPEGBaseline8Bit, RLELossless
 from dicom_io.ct_series import read_ct_series
 from dicom_io.ct_writer import write_ct_series
 from dicom_io.errors import InvalidUIDError
+from tests.support.dciodvfy import errors_reported
 
 DERIVED_SERIES_UID = "1.2.826.0.1.3680043.8.498.44"
 
@@ -159,21 +158,8 @@ def test_derived_series_references_its_source(ct_dir, write_series, tmp_path):
         )
 
 
-@pytest.fixture(scope="module")
-def dciodvfy() -> str:
-    binary = shutil.which("dciodvfy")
-    if binary is None:
-        pytest.skip("dciodvfy (dicom3tools) is not installed; CI installs it")
-    return binary
-
-
-def errors_reported(dciodvfy: str, path) -> list[str]:
-    result = subprocess.run([dciodvfy, str(path)], capture_output=True, text=True)
-    return [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("Error")]
-
-
-def test_dciodvfy_finds_no_errors(dciodvfy, ct_dir, write_series, tmp_path):
-    assert errors_reported(dciodvfy, ct_dir / "CT_0000.dcm") == []
+def test_dciodvfy_finds_no_errors(ct_dir, write_series, tmp_path):
+    assert errors_reported(ct_dir / "CT_0000.dcm") == []
     source = read_ct_series(ct_dir)
     paths = write_series(source.volume[2:6], tmp_path, series_uid=DERIVED_SERIES_UID, source_series=source.datasets)
-    assert errors_reported(dciodvfy, paths[0]) == []
+    assert errors_reported(paths[0]) == []

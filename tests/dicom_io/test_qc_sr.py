@@ -2,7 +2,6 @@
 
 import json
 import math
-import shutil
 import subprocess
 from dataclasses import replace
 from pathlib import Path
@@ -19,9 +18,9 @@ from dicom_io.sr_reader import NotQCReportError, read_qc_sr
 from dicom_io.sr_writer import qc_concepts, write_qc_sr
 from labels.schema import PRIVATE_SCHEME_DESIGNATOR
 from qc.results import STATUSES, BoneResult
+from tests.support.dciodvfy import errors_reported
 
 FULL = "seg_totalsegmentator_v2_full.nii.gz"
-EXAMPLES = Path("/work/shared/data/dicom_examples")
 SETTINGS = "score threshold 0.7; NSD tolerance 2 mm"
 # The 2022 dciodvfy does not know Label Map Segmentation Storage (66.7), so it calls every reference to one wrong.
 DCIODVFY_LABELMAP_ERROR = "Error - Shall not be present for Referenced SOP Class that is not segmentation - attribute <ReferencedSegmentNumber>"
@@ -139,17 +138,8 @@ def test_rerun_gives_the_same_uids(sr_path, results, consensus_seg, sample_ct):
     assert (again.SOPInstanceUID, again.SeriesInstanceUID) == (first.SOPInstanceUID, first.SeriesInstanceUID)
 
 
-@pytest.fixture(scope="module")
-def dciodvfy() -> str:
-    binary = shutil.which("dciodvfy")
-    if binary is None:
-        pytest.skip("dciodvfy (dicom3tools) is not installed; CI installs it")
-    return binary
-
-
-def test_dciodvfy_finds_no_errors(dciodvfy, sr_path, consensus_seg, results):
-    report = subprocess.run([dciodvfy, str(sr_path)], capture_output=True, text=True)
-    errors = [line for line in (report.stdout + report.stderr).splitlines() if line.startswith("Error")]
+def test_dciodvfy_finds_no_errors(sr_path, consensus_seg, results):
+    errors = errors_reported(sr_path)
     if consensus_seg.SOPClassUID == "1.2.840.10008.5.1.4.1.1.66.7":
         assert errors.count(DCIODVFY_LABELMAP_ERROR) == sum(r.consensus_segment > 0 for r in results)
         errors = [e for e in errors if e != DCIODVFY_LABELMAP_ERROR]
@@ -198,11 +188,10 @@ def test_dcmqi_tid1500reader_reads_the_same_values(tid1500reader, sr_path, resul
     assert _code(groups["rib_left_7"]["Laterality"]) == ("SCT", "7771000")
 
 
-@pytest.mark.parametrize("name", ["sr_document.dcm", "sr_document_with_multiple_groups.dcm", "dcmqi_sr_example/sr.dcm", "ct_image.dcm"])
-def test_an_object_that_is_not_a_qc_sr_is_refused(name):
-    path = EXAMPLES / name
-    if not path.exists():
-        pytest.skip(f"example {path} is not available")
+@pytest.mark.parametrize("name", ["sr_examples/sr_document.dcm", "sr_examples/sr_document_with_multiple_groups.dcm",
+                                  "sr_examples/dcmqi_sr.dcm", "seg_examples/ct_image.dcm"])
+def test_an_object_that_is_not_a_qc_sr_is_refused(test_data, name):
+    path = test_data / name
     with pytest.raises(NotQCReportError, match="not a BoneHub QC SR"):
         read_qc_sr(path)
 

@@ -8,8 +8,6 @@ the table against the SR that dcmqi-independent highdicom parsing reads back.
 from __future__ import annotations
 
 import math
-import shutil
-import subprocess
 from itertools import combinations
 from pathlib import Path
 
@@ -26,6 +24,7 @@ from dicom_io.stores import open_store
 from labels.schema import default_schema
 from pipeline.cli import main
 from pipeline.manifest import read_manifest
+from tests.support.dciodvfy import errors_reported
 
 SCHEMA = default_schema()
 
@@ -171,9 +170,6 @@ def test_qc_reruns_alone_with_new_thresholds(sample_run, capsys):
 
 def test_binary_consensus_for_slicer_and_a_clean_dciodvfy(sample_run, sample_ct):
     """--consensus-seg-type binary: the SR then references a BINARY SEG, which the 2022 dciodvfy fully knows."""
-    dciodvfy = shutil.which("dciodvfy")
-    if dciodvfy is None:
-        pytest.skip("dciodvfy (dicom3tools) is not installed; CI installs it")
     assert main(["qc", "--out", str(sample_run / "seg"), "--manifest", str(sample_run / "manifest.parquet"),
                  "--qc-dir", str(sample_run / "qc"), "--consensus-seg-type", "binary"]) == 0
     series = pd.read_parquet(sample_run / "qc" / "qc_series.parquet").iloc[0]
@@ -182,5 +178,4 @@ def test_binary_consensus_for_slicer_and_a_clean_dciodvfy(sample_run, sample_ct)
     (evidence,) = sr.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0].ReferencedSOPSequence
     assert evidence.ReferencedSOPInstanceUID == series.consensus_sop_uid
     assert evidence.ReferencedSOPClassUID == "1.2.840.10008.5.1.4.1.1.66.4"  # Segmentation Storage (BINARY)
-    report = subprocess.run([dciodvfy, str(path)], capture_output=True, text=True)
-    assert [line for line in (report.stdout + report.stderr).splitlines() if line.startswith("Error")] == []
+    assert errors_reported(path) == []
