@@ -11,6 +11,7 @@ know LABELMAP yet (the 2022 dciodvfy, Slicer's QuantitativeReporting SR plugin).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from importlib.metadata import version
 from typing import Literal
 
@@ -43,11 +44,18 @@ def write_seg(
     seg_type: SegType = "labelmap",
     schema: BoneSchema | None = None,
     series_number: int = 300,
+    segment_sources: Mapping[str, SegmentationSource] | None = None,
+    uids: tuple[str, str] | None = None,
+    content_creator: str | None = None,
 ) -> hd.seg.Segmentation:
     """Encode a schema-id label map (same shape as ``ct.volume``) as a SEG that references ``ct``.
 
     One segment per schema structure present, numbered in schema-id order;
     UIDs derive from (CT series, source) so a rerun yields the same UIDs.
+    A corrected SEG mixes provenance: ``segment_sources`` names, per structure,
+    a source other than ``source`` (the reviewer's, SEMIAUTOMATIC or MANUAL),
+    ``uids`` gives its own (series, instance) UIDs and ``content_creator`` the
+    reviewer's name (ContentCreatorName).
     """
     schema = schema or default_schema()
     if label_map.shape != ct.volume.spatial_shape:
@@ -61,16 +69,12 @@ def write_seg(
     lut = np.zeros(int(present.max()) + 1, dtype=np.uint16)
     lut[present] = np.arange(1, present.size + 1, dtype=np.uint16)
     numbers = lut[np.ascontiguousarray(label_map)]  # C order: highdicom walks frames; Fortran order costs 5-10x
-    algorithm = None
-    if source.algorithm_type != "MANUAL":
-        algorithm = hd.AlgorithmIdentificationSequence(
-            name=source.name[:64], family=codes.cid7162.ArtificialIntelligence, version=source.version[:64],
-            parameters={"augmentation": source.augmentation},
-        )
     if seg_type not in ("labelmap", "binary"):
         raise ValueError(f"unknown SEG type {seg_type!r}: use 'labelmap' or 'binary'")
-    series_uid, sop_uid = segmentation_uids(ct.series_instance_uid, source, seg_type)
-    descriptions = [segment_description(n, s, source, algorithm, derived_uid(series_uid, s.name)) for n, s in enumerate(structures, start=1)]
+    series_uid, sop_uid = uids or segmentation_uids(ct.series_instance_uid, source, seg_type)
+    sources = [(segment_sources or {}).get(s.name, source) for s in structures]
+    descriptions = [segment_description(n, s, made_by, _algorithm(made_by), derived_uid(series_uid, s.name))
+                    for n, (s, made_by) in enumerate(zip(structures, sources), start=1)]
 
     # highdicom takes the segment-number label map for both types and splits it per segment for BINARY.
     pixels = ct.volume.with_array(numbers.astype(np.uint8 if present.size < 256 else np.uint16))
@@ -90,8 +94,19 @@ def write_seg(
         device_serial_number="none",
         content_label="BONES",
         content_description=f"bones; augmentation: {source.augmentation}"[:64],
+        content_creator_name=content_creator,
         series_description=source.describe(),
         transfer_syntax_uid=RLELossless if labelmap else ExplicitVRLittleEndian,
         omit_empty_frames=True,
         coding_schemes=[private_scheme_item()] if any(s.type.is_private for s in structures) else None,
+    )
+
+
+def _algorithm(source: SegmentationSource) -> hd.AlgorithmIdentificationSequence | None:
+    """The algorithm behind a segment; a MANUAL segment has none (PS3.3 C.8.20.4, Type 1C)."""
+    if source.algorithm_type == "MANUAL":
+        return None
+    return hd.AlgorithmIdentificationSequence(
+        name=source.name[:64], family=codes.cid7162.ArtificialIntelligence, version=source.version[:64],
+        parameters={"augmentation": source.augmentation},
     )

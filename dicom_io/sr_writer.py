@@ -110,14 +110,18 @@ def write_qc_sr(
     *,
     settings_text: str = "",
     series_number: int = 400,
+    uids: tuple[str, str] | None = None,
+    previous_versions: Sequence[Dataset] = (),
 ) -> hd.sr.Comprehensive3DSR:
     """One TID 1500 report of ``results`` (one series), referencing segments of ``consensus_seg``.
 
     ``settings_text`` (the QC settings that produced the verdicts) is stored as
     the algorithm parameters of every group. Patient and study come from the SEG.
+    A revised report (a bone corrected in review) gets its own ``uids`` and lists
+    the reports it replaces as ``previous_versions`` (Predecessor Documents).
     """
     validate_uid(ct_study_uid, "CT StudyInstanceUID")
-    series_uid, sop_uid = qc_sr_uids(ct_series_uid)
+    series_uid, sop_uid = uids or qc_sr_uids(ct_series_uid)
     _check_seg(consensus_seg, ct_series_uid, ct_study_uid)
     if not results:
         raise ValueError(f"no QC results for series {ct_series_uid}: nothing to report")
@@ -142,6 +146,7 @@ def write_qc_sr(
         series_description=QC_NAME,
         software_versions=SOFTWARE_VERSION,
         coding_schemes=[private_scheme_item()],
+        previous_versions=list(previous_versions) or None,
     )
 
 

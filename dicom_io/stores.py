@@ -29,12 +29,13 @@ import re
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, NamedTuple, Protocol, runtime_checkable
+from typing import Iterator, NamedTuple, Protocol, Sequence, runtime_checkable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from urllib.request import url2pathname
 
 import pydicom
 from pydicom import Dataset
+from urllib3.util.retry import Retry
 
 from dicom_io.uids import validate_uid
 
@@ -371,6 +372,25 @@ class GcsStore:
 
 _TAG_STUDY, _TAG_SERIES, _TAG_SOP, _TAG_MODALITY = "0020000D", "0020000E", "00080018", "00080060"
 
+#: Answers that mean "try later": retried with backoff (and the server's Retry-After), then StoreUnavailableError.
+RETRIED_STATUSES = (429, 500, 502, 503, 504)
+#: ``put_many`` batch limits: small enough for a proxy's or the Healthcare API's request size, large
+#: enough that a worklist of SEGs goes in a few requests.
+STOW_MAX_INSTANCES = 50
+STOW_MAX_BYTES = 64 << 20
+
+
+class _CappedRetry(Retry):
+    """urllib3's Retry, with the server's Retry-After capped at ``backoff_max`` so no answer can park a worker.
+
+    A call then ends after ``retries + 1`` attempts of at most ``timeout`` each and ``retries`` waits of at
+    most ``backoff_max`` each, whatever the server says.
+    """
+
+    def get_retry_after(self, response) -> float | None:
+        wait = super().get_retry_after(response)
+        return None if wait is None else min(wait, self.backoff_max)
+
 
 class DicomWebStore:
     """A DICOMweb server (Orthanc, Google Cloud Healthcare API, ...): STOW-RS to put, QIDO-RS to find, WADO-RS to get.
@@ -381,7 +401,10 @@ class DicomWebStore:
     (``dicomweb-client[gcp]``). Objects are retrieved in the transfer syntax they were stored in.
     """
 
-    def __init__(self, uri: str, *, timeout: float | None = None, token_env: str | None = None, retries: int = 4):
+    def __init__(self, uri: str, *, timeout: float | None = None, token_env: str | None = None, retries: int = 4,
+                 backoff_s: float = 1.0, max_wait_s: float = 30.0):
+        if retries < 0 or backoff_s < 0 or max_wait_s <= 0:
+            raise ValueError(f"retries and backoff_s must be >= 0 and max_wait_s > 0, not {retries}, {backoff_s}, {max_wait_s}")
         parts = urlsplit(uri)
         scheme = parts.scheme.lower().removeprefix("dicomweb+")
         if scheme not in ("http", "https") or not parts.netloc:
@@ -393,7 +416,7 @@ class DicomWebStore:
         self.url = urlunsplit((scheme, parts.netloc, parts.path.rstrip("/"), rest, ""))
         self.uri = self.url + (("&" if rest else "?") + urlencode({"token_env": self.token_env}) if self.token_env else "")
         self.timeout = timeout or DEFAULT_TIMEOUT_S
-        self.retries = retries
+        self.retries, self.backoff_s, self.max_wait_s = retries, backoff_s, max_wait_s
         self._client = None
 
     def __repr__(self) -> str:
@@ -407,7 +430,6 @@ class DicomWebStore:
             import requests
             from dicomweb_client import DICOMwebClient
             from requests.adapters import HTTPAdapter
-            from urllib3.util.retry import Retry
 
             if self.token_env:
                 token = os.environ.get(self.token_env)
@@ -425,12 +447,13 @@ class DicomWebStore:
                     session = create_session_from_gcp_credentials()
             else:
                 session = requests.Session()
-            # Retries live in the session: only answers that say "try later" (429, 502-504) are retried, with
+            # Retries live in the session: only answers that say "try later" (429, 5xx) are retried, with
             # backoff and Retry-After; a refused or unresolvable connection fails at once (dicomweb-client's own
             # retrying would wait about 30 s on it).
-            adapter = HTTPAdapter(max_retries=Retry(
+            adapter = HTTPAdapter(max_retries=_CappedRetry(
                 total=self.retries, connect=0, read=0, other=0, status=self.retries, allowed_methods=None,
-                status_forcelist=(429, 502, 503, 504), backoff_factor=1.0, raise_on_status=False,
+                status_forcelist=RETRIED_STATUSES, backoff_factor=self.backoff_s, backoff_jitter=self.backoff_s,
+                backoff_max=self.max_wait_s, raise_on_status=False,
             ))
             session.mount("http://", adapter)
             session.mount("https://", adapter)
@@ -454,7 +477,7 @@ class DicomWebStore:
             if status in (401, 403):
                 hint = f" (check the token in ${self.token_env})" if self.token_env else ""
                 raise StoreUnavailableError(f"DICOMweb store {self.uri} refused to {action}: HTTP {status}{hint}") from None
-            if status in (429, 502, 503, 504):
+            if status in RETRIED_STATUSES:
                 raise StoreUnavailableError(f"DICOMweb store {self.uri} is busy or down ({action}): HTTP {status} "
                                             f"after {self.retries} retries") from None
             if sop_uid is None:
@@ -473,29 +496,63 @@ class DicomWebStore:
         return self._instance_url(study_uid, series_uid, sop_uid)
 
     def put(self, ds: Dataset) -> str:
+        study, series, sop = _instance_uids(ds)
+        self._stow([ds])
+        return self._instance_url(study, series, sop)
+
+    def put_many(self, datasets: Sequence[Dataset], *, max_instances: int = STOW_MAX_INSTANCES,
+                 max_bytes: int = STOW_MAX_BYTES) -> list[str]:
+        """Store ``datasets`` in as few STOW-RS requests as the limits allow; return their locations in order.
+
+        One multipart request per batch of at most ``max_instances`` instances and ``max_bytes`` encoded
+        bytes (a larger instance goes alone), so a worklist of SEGs costs a few round trips instead of one
+        each; every request is retried like ``put``. The first refused request raises ``StoreWriteError``
+        naming its instances: the batches before it are stored, the ones after it are not sent.
+        """
+        if max_instances < 1 or max_bytes < 1:
+            raise ValueError(f"max_instances and max_bytes must be >= 1, not {max_instances}, {max_bytes}")
+        keys = [_instance_uids(ds) for ds in datasets]  # every UID checked before anything is sent
+        batch: list[Dataset] = []
+        size = 0
+        for ds in datasets:
+            encoded = len(_encode(ds))
+            if batch and (len(batch) == max_instances or size + encoded > max_bytes):
+                self._stow(batch)
+                batch, size = [], 0
+            batch.append(ds)
+            size += encoded
+        if batch:
+            self._stow(batch)
+        return [self._instance_url(*key) for key in keys]
+
+    def _stow(self, batch: list[Dataset]) -> None:
+        """One STOW-RS request; a refusal raises ``StoreWriteError`` naming the instances and the reason."""
         import requests
 
-        study, series, sop = _instance_uids(ds)
+        sops = [str(ds.SOPInstanceUID) for ds in batch]
+        what = (f"SOP instance {sops[0]} (series {batch[0].SeriesInstanceUID})" if len(batch) == 1
+                else f"{len(batch)} SOP instances ({', '.join(sops)})")
         client = self._get_client()
-        with self._errors("store", sop_uid=sop):
+        with self._errors("store", sop_uid=sops[0]):
             try:
-                response = client.store_instances([ds])
+                response = client.store_instances(batch)
             except requests.exceptions.HTTPError as e:
-                if _status(e) in (401, 403, 429, 502, 503, 504):
+                if _status(e) in (401, 403, *RETRIED_STATUSES):
                     raise  # a store we cannot use now, not a refused object
-                reasons = _stow_failures(_parse_stow_body(e.response), sop)
+                body = _parse_stow_body(e.response)
+                reasons = [reason for sop in sops for reason in _stow_failures(body, sop)]
                 raise StoreWriteError(
-                    f"STOW-RS of SOP instance {sop} (series {series}) to {self.uri} failed: "
-                    f"HTTP {e.response.status_code} {e.response.reason}" + (f"; {reasons[0]}" if reasons else "")
+                    f"STOW-RS of {what} to {self.uri} failed: HTTP {e.response.status_code} {e.response.reason}"
+                    + (f"; {'; '.join(reasons)}" if reasons else "")
                 ) from None
-        failures = _stow_failures(response, sop)
+        failures = [reason for sop in sops for reason in _stow_failures(response, sop)]
         if failures:
-            raise StoreWriteError(f"STOW-RS of SOP instance {sop} (series {series}) to {self.uri} failed: {failures[0]}")
+            raise StoreWriteError(f"STOW-RS of {what} to {self.uri} failed: {'; '.join(failures)}")
         for item in response.get("ReferencedSOPSequence", []):
             if "WarningReason" in item:
-                logger.warning("STOW-RS of SOP instance %s to %s: warning 0x%04X", sop, self.uri, item.WarningReason)
-        logger.debug("stored SOP instance %s in %s", sop, self.uri)
-        return self._instance_url(study, series, sop)
+                logger.warning("STOW-RS of SOP instance %s to %s: warning 0x%04X", item.get("ReferencedSOPInstanceUID"),
+                               self.uri, item.WarningReason)
+        logger.debug("stored %s in %s", what, self.uri)
 
     def exists(self, study_uid: str, series_uid: str, sop_uid: str) -> bool:
         _validate_key(study_uid, series_uid, sop_uid)

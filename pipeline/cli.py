@@ -15,6 +15,7 @@ from labels.schema import UnknownStructureError
 from models.sources import SourceSpecError
 from qc.assess import QcInputError
 from pipeline.qc_command import add_qc_arguments, add_qc_settings_arguments
+from pipeline.review_command import add_review_commands
 from pipeline.segment_command import JobInputError, add_job_arguments
 
 INPUT_ERRORS = (DicomInputError, QcInputError, UnmappedLabelError, LabelSetError, UnknownStructureError, SourceSpecError, JobInputError, OSError)
@@ -135,6 +136,14 @@ def _qc(args: argparse.Namespace) -> None:
     run_qc_from_args(args)
 
 
+def _review(args: argparse.Namespace) -> None:
+    from pipeline.review_command import run_review
+    from review.state import ReviewInputError
+
+    if failed := run_review(args):
+        raise ReviewInputError(f"review {args.review_command}: {failed} item(s) failed (listed above)")
+
+
 def _sample(args: argparse.Namespace) -> None:
     from pipeline.sample_job import SAMPLE, sample_arguments
 
@@ -157,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_segment_commands(subparsers)
     _add_qc_command(subparsers)
+    add_review_commands(subparsers, _review)
     _add_sample_command(subparsers)
     _add_seg_commands(subparsers)
     return parser

@@ -57,7 +57,9 @@ class SeriesOutcome:
     skipped: tuple[str, ...] = ()  # "member: reason" for every SEG left out
     results: tuple[BoneResult, ...] = ()
     snapshots: tuple[Snapshot, ...] = ()
+    consensus_series_uid: str = ""
     consensus_sop_uid: str = ""
+    sr_series_uid: str = ""
     sr_sop_uid: str = ""
     seconds: float = 0.0
     finished_at: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
@@ -67,8 +69,8 @@ class SeriesOutcome:
         return {
             "series_uid": self.series_uid, "study_uid": self.study_uid, "status": self.status, "error": self.error,
             "skipped": ";".join(self.skipped), "structures": len(self.results),
-            "review": sum(r.status == REVIEW for r in self.results), "consensus_sop_uid": self.consensus_sop_uid,
-            "sr_sop_uid": self.sr_sop_uid, "seconds": round(self.seconds, 3), "finished_at": self.finished_at,
+            "review": sum(r.status == REVIEW for r in self.results), "consensus_series_uid": self.consensus_series_uid,
+            "consensus_sop_uid": self.consensus_sop_uid, "sr_series_uid": self.sr_series_uid, "sr_sop_uid": self.sr_sop_uid, "seconds": round(self.seconds, 3), "finished_at": self.finished_at,
         }
 
 
@@ -98,16 +100,11 @@ def qc_series(series_uid: str, segs: Sequence[StoredSeg], store: Store, settings
         log.warning("series %s: QC failed: %s", series_uid, reason)
         return SeriesOutcome(series_uid, study_uid, FAILED, reason, seconds=time.perf_counter() - started)
 
-    ref = ct_override or next((s.ct for s in segs if s.ct is not None), None)
-    if ref is None:
-        return failure("fetch CT", "the manifest does not say where the CT came from; give its folder or store")
     try:
-        from dicom_io.ct_series import read_ct_series
-
-        ct = read_ct_series(fetch_series(ref, cache_dir, idc_endpoint_url=idc_endpoint_url), series_uid)
+        ct = read_stored_ct(series_uid, segs, cache_dir, ct_override=ct_override, idc_endpoint_url=idc_endpoint_url)
     except Exception as error:
         return failure("read CT", error)
-    members, label_maps, skipped = _decode_members(segs, ct, store)
+    members, label_maps, skipped = decode_members(segs, ct, store)
     if not members:
         return failure("read SEGs", "no usable SEG: " + "; ".join(skipped))
     try:
@@ -115,7 +112,7 @@ def qc_series(series_uid: str, segs: Sequence[StoredSeg], store: Store, settings
     except Exception as error:
         return failure("assess", error)
     try:
-        consensus_uid, sr_uid = _store_consensus_and_sr(assessed, ct, store, settings, consensus_seg_type)
+        stored = _store_consensus_and_sr(assessed, ct, store, settings, consensus_seg_type)
     except Exception as error:
         return failure("store consensus and SR", error)
     pictures = _snapshots(assessed, ct, snapshots)
@@ -123,10 +120,23 @@ def qc_series(series_uid: str, segs: Sequence[StoredSeg], store: Store, settings
     review = sum(r.status == REVIEW for r in assessed.results)
     log.info("series %s: %d structures, %d to review (%.1f s)", series_uid, len(assessed.results), review, seconds)
     return SeriesOutcome(series_uid, study_uid, DONE, "", tuple(skipped), tuple(assessed.results), tuple(pictures),
-                         consensus_uid, sr_uid, seconds)
+                         *stored, seconds=seconds)
 
 
-def _decode_members(segs: Sequence[StoredSeg], ct, store: Store) -> tuple[list[Member], list[np.ndarray], list[str]]:
+def read_stored_ct(series_uid: str, segs: Sequence[StoredSeg], cache_dir: str, *, ct_override: SeriesRef | None = None,
+                   idc_endpoint_url: str | None = None):
+    """The CT series the SEGs segment, from where the manifest says it came (or ``ct_override``)."""
+    from dicom_io.ct_series import read_ct_series
+    from dicom_io.errors import SeriesSelectionError
+
+    ref = ct_override or next((s.ct for s in segs if s.ct is not None), None)
+    if ref is None:
+        raise SeriesSelectionError(f"series {series_uid}: the manifest does not say where the CT came from; "
+                                   "give its folder (--ct-folder)")
+    return read_ct_series(fetch_series(ref, cache_dir, idc_endpoint_url=idc_endpoint_url), series_uid)
+
+
+def decode_members(segs: Sequence[StoredSeg], ct, store: Store) -> tuple[list[Member], list[np.ndarray], list[str]]:
     """Each SEG as a schema label map on the CT grid; the ones that cannot be used are named with the reason."""
     from dicom_io.seg_reader import read_seg
 
@@ -143,7 +153,8 @@ def _decode_members(segs: Sequence[StoredSeg], ct, store: Store) -> tuple[list[M
     return members, label_maps, skipped
 
 
-def _store_consensus_and_sr(assessed: SeriesQC, ct, store: Store, settings: QcSettings, seg_type: str) -> tuple[str, str]:
+def _store_consensus_and_sr(assessed: SeriesQC, ct, store: Store, settings: QcSettings,
+                            seg_type: str) -> tuple[str, str, str, str]:
     """The consensus SEG and the QC SR that references it; nothing when no structure was found at all.
 
     ``seg_type`` "binary" for readers that follow SR references only to BINARY SEGs
@@ -153,14 +164,15 @@ def _store_consensus_and_sr(assessed: SeriesQC, ct, store: Store, settings: QcSe
     from dicom_io.sr_writer import write_qc_sr
 
     if not assessed.consensus.any():
-        return "", ""
+        return "", "", "", ""
     source = SegmentationSource(CONSENSUS_NAME, SOFTWARE_VERSION)
     consensus = write_seg(assessed.consensus, ct, source, seg_type=seg_type, series_number=350)
     store.put(consensus)
     sr = write_qc_sr(assessed.results, consensus, ct.series_instance_uid, ct.study_instance_uid,
                      settings_text=settings.describe())
     store.put(sr)
-    return str(consensus.SOPInstanceUID), str(sr.SOPInstanceUID)
+    return (str(consensus.SeriesInstanceUID), str(consensus.SOPInstanceUID), str(sr.SeriesInstanceUID),
+            str(sr.SOPInstanceUID))
 
 
 def _snapshots(assessed: SeriesQC, ct, count: int) -> list[Snapshot]:

@@ -8,6 +8,7 @@ a metric that is undefined (no pair where both masks exist) is NaN, never inf.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 
 ACCEPT = "accept"  # sources agree and no rule fails
@@ -75,3 +76,14 @@ class BoneResult:
 
 
 TABLE_COLUMNS = [f.name for f in fields(BoneResult)]
+_TUPLE_COLUMNS = {"members": str, "flags": str, "member_agreement": float}
+
+
+def result_from_row(row: Mapping[str, object]) -> BoneResult:
+    """The inverse of ``BoneResult.as_row``: a QC table row back as a result (Stage 3 revises the SR from it)."""
+    values = {name: row[name] for name in TABLE_COLUMNS}
+    for name, kind in _TUPLE_COLUMNS.items():
+        values[name] = tuple(kind(v) for v in str(values[name]).split(";") if v != "")
+    for name in ("n_sources", "n_present", "consensus_segment"):
+        values[name] = int(values[name])
+    return BoneResult(**values)

@@ -1,0 +1,1 @@
+"""Browsing stored CTs and SEGs in the OHIF viewer: its app-config and a same-origin server (see README.md)."""
