@@ -68,7 +68,7 @@ def oblique_base(tmp_path_factory, sample_dir) -> tuple[Path, Path]:
     ct_folder = root / "ct"
     write_ct_series(oblique, ct_folder, study_instance_uid="1.2.826.0.1.3680043.10.1410.8",
                     series_instance_uid="1.2.826.0.1.3680043.10.1410.9",
-                    frame_of_reference_uid="1.2.826.0.1.3680043.10.1410.7")
+                    frame_of_reference_uid="1.2.826.0.1.3680043.10.1410.7", patient_name="Oblique^Phantom")
     sources = []
     for name, nifti in (("TotalSegmentator total", "seg_totalsegmentator_v2_full.nii.gz"),
                         ("TotalSegmentator total fast", "seg_totalsegmentator_v2_fast.nii.gz")):
