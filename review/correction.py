@@ -42,22 +42,27 @@ def load_corrected_mask(path: str | os.PathLike, record: dict) -> np.ndarray:
     path = Path(path)
     roi_grid, ct_grid, box = grids(record)
     if path.suffix.lower() == ".dcm":
-        volume = _seg_volume(path, record)
+        volume, on_ct_series = _seg_volume(path, record)
+        # a SEG stores only the frames that hold the segment: pad it onto the grid of the series it references
+        on_roi = None if on_ct_series else _matched(volume, roi_grid)
+        on_ct = _matched(volume, ct_grid) if on_ct_series else None
+        if on_roi is None and on_ct is None:
+            raise CorrectionGridError(f"{path}: its frames do not lie on the grid of the series it references")
     else:
         volume = read_label_image(path)
         values = np.unique(volume.array)
         if (labels := values[values != 0]).size > 1:
             raise CorrectionLabelError(f"{path}: holds labels {labels.tolist()}; a correction is one structure "
                                        "(export only the corrected segment)")
-    on_roi = _on_grid(volume, roi_grid)
+        on_roi = _on_grid(volume, roi_grid)
+        on_ct = None if on_roi is not None else _on_grid(volume, ct_grid)
+        if on_roi is None and on_ct is None:
+            raise CorrectionGridError(
+                f"{path}: its grid ({volume.spatial_shape} voxels, origin {np.round(volume.position, 3).tolist()} mm, "
+                f"spacing {np.round(volume.spacing, 4).tolist()} mm) is neither the ROI grid {tuple(roi_grid.spatial_shape)} "
+                f"nor the CT grid {tuple(ct_grid.spatial_shape)} of {record['series_uid']}: another series, or resampled?")
     if on_roi is not None:
         return on_roi != 0
-    on_ct = _on_grid(volume, ct_grid)
-    if on_ct is None:
-        raise CorrectionGridError(
-            f"{path}: its grid ({volume.spatial_shape} voxels, origin {np.round(volume.position, 3).tolist()} mm, "
-            f"spacing {np.round(volume.spacing, 4).tolist()} mm) is neither the ROI grid {tuple(roi_grid.spatial_shape)} "
-            f"nor the CT grid {tuple(ct_grid.spatial_shape)} of {record['series_uid']}: another series, or resampled?")
     outside = np.count_nonzero(on_ct) - np.count_nonzero(on_ct[box])
     if outside:
         raise CorrectionGridError(f"{path}: {outside} labelled voxels lie outside the ROI; a correction may only "
@@ -66,7 +71,18 @@ def load_corrected_mask(path: str | os.PathLike, record: dict) -> np.ndarray:
 
 
 def _on_grid(volume: hd.Volume, grid: hd.VolumeGeometry) -> np.ndarray | None:
-    """The array on ``grid`` when ``volume`` lies on it (up to axis order and flips), else None."""
+    """The array on ``grid`` when ``volume`` lies on it (up to axis order and flips), else None.
+
+    The grids must cover the same box: highdicom's ``match_geometry`` also
+    crops or pads an aligned grid, which would let another item's ROI through.
+    """
+    if sorted(volume.spatial_shape) != sorted(grid.spatial_shape) or not _same_corners(volume, grid):
+        return None
+    return _matched(volume, grid)
+
+
+def _matched(volume: hd.Volume, grid: hd.VolumeGeometry) -> np.ndarray | None:
+    """``volume`` reordered, flipped, cropped or padded onto ``grid`` when it is aligned with it, else None."""
     try:
         matched = volume.match_geometry(grid, tol=GRID_TOLERANCE_MM)
     except (ValueError, RuntimeError):
@@ -76,8 +92,8 @@ def _on_grid(volume: hd.Volume, grid: hd.VolumeGeometry) -> np.ndarray | None:
     return np.asarray(matched.array)
 
 
-def _seg_volume(path: Path, record: dict) -> hd.Volume:
-    """A corrected SEG: one segment, same frame of reference, referencing the ROI CT or the source CT."""
+def _seg_volume(path: Path, record: dict) -> tuple[hd.Volume, bool]:
+    """A corrected SEG: one segment, same frame of reference, referencing the ROI CT or the source CT (True)."""
     from dicom_io.seg_reader import load_segmentation
 
     seg = load_segmentation(path)
@@ -94,4 +110,16 @@ def _seg_volume(path: Path, record: dict) -> hd.Volume:
     if len(numbers) != 1:
         labels = [str(item.SegmentLabel) for item in seg.SegmentSequence]
         raise CorrectionLabelError(f"{where}: holds {len(numbers)} segments {labels}; a correction is one structure")
-    return seg.get_volume(segment_numbers=numbers, combine_segments=True, relabel=True, dtype=np.uint8)
+    volume = seg.get_volume(segment_numbers=numbers, combine_segments=True, relabel=True, dtype=np.uint8)
+    return volume, record["roi_ct"]["series_uid"] not in referenced
+
+
+def _same_corners(volume: hd.Volume, grid: hd.VolumeGeometry) -> bool:
+    """Both grids have the same 8 corner voxel centres in world coordinates (in any order)."""
+    def corners(shape) -> np.ndarray:
+        return np.array([[i, j, k] for i in (0, shape[0] - 1) for j in (0, shape[1] - 1) for k in (0, shape[2] - 1)])
+
+    ours = volume.map_indices_to_reference(corners(volume.spatial_shape))
+    theirs = grid.map_indices_to_reference(corners(grid.spatial_shape))
+    distances = np.linalg.norm(ours[:, None, :] - theirs[None, :, :], axis=2)
+    return bool((distances.min(axis=1) <= GRID_TOLERANCE_MM).all() and (distances.min(axis=0) <= GRID_TOLERANCE_MM).all())

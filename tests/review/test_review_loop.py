@@ -216,3 +216,20 @@ def test_correction_json_from_slicer_and_a_second_bone_chain(loop):
     np.testing.assert_array_equal(read_seg(latest, ct).volume.array, first_fix)  # T12 imported unchanged
     groups = {g["bone"]: g["status"] for g in read_qc_sr(store.get(ct.study_instance_uid, log.sr_series_uid[1], log.sr_sop_uid[1]))}
     assert groups[BONE] == groups["vertebra_T12"] == "corrected"
+
+
+@pytest.mark.parametrize("policy", ["keep", "overwrite"])
+def test_voxels_a_neighbour_holds_follow_the_policy(loop, policy):
+    run, folder, record, ct, store, consensus = loop
+    box = tuple(slice(a, b) for a, b in zip(record["roi"]["start"], record["roi"]["stop"]))
+    neighbour = np.argwhere(consensus[box] == SCHEMA["vertebra_T12"].id)[:4] + [b.start for b in box]
+    assert len(neighbour) == 4
+    claimed = [tuple(int(v) for v in p) for p in neighbour]
+    edit_mask(folder, world(ct, claimed), [])
+    assert run.review("import", str(folder), "--reviewer", "Doe^Jane", "--neighbours", policy) == 0
+    row = pd.read_parquet(run.root / "qc" / "corrections.parquet").iloc[-1]
+    assert (row.contested, row.taken, row.added) == ((4, 0, 0) if policy == "keep" else (4, 4, 4))
+    corrected = read_seg(store.get(ct.study_instance_uid, row.seg_series_uid, row.seg_sop_uid), ct).volume.array
+    owner = SCHEMA["vertebra_T12" if policy == "keep" else BONE].id
+    assert all(corrected[p] == owner for p in claimed)
+    assert {tuple(int(v) for v in p) for p in np.argwhere(corrected != consensus)} == (set() if policy == "keep" else set(claimed))
