@@ -1,10 +1,11 @@
 /**
- * OHIF v3 (verified with @ohif/app 3.13.2) configuration for an Orthanc DICOMweb store.
+ * OHIF v3 configuration for an Orthanc DICOMweb store (verified: @ohif/app 3.13.2, Orthanc 1.10.1 with
+ * its DICOMweb plugin 1.7, by tests/stores/test_ohif_viewer.py).
  *
- * The DICOMweb roots are this page's own origin + /dicom-web: review/ohif/serve.py (or any reverse
- * proxy) serves OHIF and forwards /dicom-web to Orthanc, because Orthanc 1.10 sends no CORS headers.
- * Served by serve.py in place of the app-config.js in OHIF's dist/. Options are those of OHIF's
- * DICOMweb data source (docs.ohif.org, configuration > data sources > DICOMweb).
+ * The DICOMweb roots are this page's own origin + /dicom-web: review/ohif/serve.py (or any reverse proxy)
+ * serves OHIF and forwards /dicom-web to Orthanc, because Orthanc 1.10 sends no CORS headers. serve.py
+ * serves this file in place of the app-config.js in OHIF's dist/. The options are those of OHIF's
+ * DICOMweb data source (docs.ohif.org: Configuration > Data Sources > DICOMweb).
  */
 const dicomWebRoot = `${window.location.origin}/dicom-web`;
 
@@ -15,7 +16,7 @@ window.config = {
   modes: [],
   customizationService: {},
   showStudyList: true,
-  // the page is served cross-origin isolated (COOP/COEP), so SharedArrayBuffer works and no warning is due
+  // serve.py sends COOP/COEP, so the page is cross-origin isolated and this warning stays silent
   showWarningMessageForCrossOrigin: true,
   showCPUFallbackMessage: true,
   showLoadingIndicator: true,
@@ -34,23 +35,23 @@ window.config = {
         qidoRoot: dicomWebRoot,
         wadoRoot: dicomWebRoot,
         wadoUriRoot: dicomWebRoot,
-        // Orthanc's QIDO answers its default fields only and matches `*` wildcards, not fuzzy names
+        // QIDO: the study list needs only Orthanc's default attributes; Orthanc matches `*` wildcards, not fuzzy names
         qidoSupportsIncludeField: false,
         supportsWildcard: true,
         supportsFuzzyMatching: false,
         supportsReject: false,
+        // images as WADO-RS frames; thumbnails drawn from frames by OHIF itself (SEG/SR series get no picture)
         imageRendering: 'wadors',
-        // thumbnails drawn from WADO-RS frames by the viewer itself: works for CT; SEG/SR get an icon
         thumbnailRendering: 'wadors',
-        // series metadata fetched when a series is opened, not the whole study up front
+        // series metadata is fetched when a series is displayed, not the whole study up front
         enableStudyLazyLoad: true,
-        // ask for the stored transfer syntax (our SEGs are RLE Lossless): no transcoding in Orthanc
+        // frames in their stored transfer syntax (our LABELMAP SEGs are RLE Lossless): OHIF decodes them
         acceptHeader: ['multipart/related; type=application/octet-stream; transfer-syntax=*'],
         omitQuotationForMultipartRequest: true,
-        // Orthanc (DICOMweb plugin 1.7) answers bulk data and frames as multipart/related
-        singlepart: 'video',
-        // Orthanc writes absolute BulkDataURIs built from the Forwarded header that serve.py sends,
-        // so they point back through the proxy; relative ones would resolve against the series
+        // no `singlepart`: the DICOMweb plugin 1.7 answers bulk data only as multipart/related
+        // (a single-part Accept gets HTTP 400), so every type is fetched multipart
+        // Orthanc's BulkDataURIs are absolute, built from the Forwarded header serve.py sends, so they lead
+        // back through the proxy; a relative one would be resolved against its series
         bulkDataURI: {
           enabled: true,
           relativeResolution: 'series',

@@ -45,8 +45,9 @@ class OhifHandler(SimpleHTTPRequestHandler):
         path = urllib.parse.urlsplit(self.path).path
         if path == "/app-config.js":
             return self._send_file(self.app_config, "text/javascript")
-        if not Path(self.translate_path(self.path)).exists():
+        if "." not in path.rsplit("/", 1)[-1] and not Path(self.translate_path(self.path)).exists():
             self.path = "/index.html"  # a client-side route (/viewer, /segmentation...): the app resolves it
+            # (a missing file with an extension stays a 404, so a broken dist/ shows as such)
         super().do_GET()
 
     def do_HEAD(self) -> None:  # noqa: N802
