@@ -90,6 +90,7 @@ def _worklist(args: argparse.Namespace, place) -> int:
 
 def _export(args: argparse.Namespace, place) -> int:
     from review.export import export_item
+    from review.series import SeriesLoader
     from review.state import ReviewInputError
     from review.worklist import read_worklist
 
@@ -101,11 +102,12 @@ def _export(args: argparse.Namespace, place) -> int:
             raise ReviewInputError(f"not in the worklist {args.to / 'worklist.json'}: {', '.join(missing)}")
         items = [by_id[i] for i in args.item]
     items = items[: args.top] if args.top else items
+    loader = SeriesLoader(place)
     failed = 0
     for item in items:
         try:
             folder = export_item(place, item, args.to, margin_mm=args.margin_mm, mask_source=args.mask_source,
-                                 send_to=args.send_to)
+                                 send_to=args.send_to, loader=loader)
         except Exception as error:  # one bad item is reported; the others are exported
             failed += 1
             print(f"  failed: {item.item_id}: {type(error).__name__}: {' '.join(str(error).split())}")
@@ -116,13 +118,15 @@ def _export(args: argparse.Namespace, place) -> int:
 
 
 def _import(args: argparse.Namespace, place) -> int:
+    from review.series import SeriesLoader
     from review.writeback import import_correction, reviewer_from_folder
 
+    loader = SeriesLoader(place)
     failed = 0
     for folder in args.items:
         try:
             reviewer = reviewer_from_folder(folder, name=args.reviewer, method=args.method, tool=args.tool)
-            outcome = import_correction(place, folder, reviewer, mask_path=args.mask, policy=args.neighbours)
+            outcome = import_correction(place, folder, reviewer, mask_path=args.mask, policy=args.neighbours, loader=loader)
         except Exception as error:  # one bad correction is reported and writes nothing; the others go on
             failed += 1
             print(f"  failed: {folder}: {type(error).__name__}: {' '.join(str(error).split())}")

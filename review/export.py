@@ -23,6 +23,7 @@ import pydicom
 from dicom_io.provenance import SegmentationSource, derived_uid
 from dicom_io.stores import Store, open_store
 from labels.schema import BoneSchema, Structure, default_schema
+from review.series import SeriesLoader
 from review.roi import Box, box_to_json, mask_digest, roi_box
 from review.state import (ReviewInputError, ReviewPlace, SegRef, StaleItemError, corrections, head, qc_tables,
                           safe_name, series_row)
@@ -43,12 +44,9 @@ def owned_ids(structure: Structure, schema: BoneSchema) -> list[int]:
 
 
 def export_item(place: ReviewPlace, item: WorklistItem, out_dir: str | Path, *, margin_mm: float = DEFAULT_MARGIN_MM,
-                mask_source: str | None = None, send_to: str | None = None) -> Path:
+                mask_source: str | None = None, send_to: str | None = None, loader: SeriesLoader | None = None) -> Path:
     """Write the item's folder under ``out_dir`` (and its DICOM to ``send_to``); returns the folder."""
-    from dicom_io.seg_reader import read_seg
-    from pipeline.manifest import read_manifest
-    from pipeline.stage2 import decode_members, read_stored_ct, stored_segs
-
+    loader = loader or SeriesLoader(place)
     schema = default_schema()
     structure = _structure(item, schema)
     table, series_table = qc_tables(place)
@@ -56,16 +54,9 @@ def export_item(place: ReviewPlace, item: WorklistItem, out_dir: str | Path, *, 
     _check_current(item, table, log_table)
     seg_ref, _ = head(series_row(series_table, item.series_uid), log_table)
 
-    segs = stored_segs(read_manifest(place.manifest_uri), [item.series_uid])
-    if not segs:
-        raise ReviewInputError(f"series {item.series_uid}: the manifest {place.manifest_uri} lists no SEG of it")
-    from pipeline.inputs import LOCAL, SeriesRef
-
-    override = SeriesRef(item.series_uid, item.study_uid, LOCAL, place.ct_folder) if place.ct_folder else None
-    ct = read_stored_ct(item.series_uid, segs, place.cache_dir, ct_override=override, idc_endpoint_url=place.idc_endpoint_url)
-    store = open_store(place.store_uri)
-    members, label_maps, _ = decode_members(segs, ct, store)
-    consensus = read_seg(store.get(seg_ref.study_uid, seg_ref.series_uid, seg_ref.sop_uid), ct, strict=True).volume.array
+    ct = loader.ct(item.series_uid, item.study_uid)
+    members, label_maps = loader.members(item.series_uid, item.study_uid)
+    consensus = loader.label_map(seg_ref, ct)
 
     ids = owned_ids(structure, schema)
     masks = {m.name: np.isin(label_map, ids) for m, label_map in zip(members, label_maps)}

@@ -28,12 +28,12 @@ from pydicom.sequence import Sequence as DicomSequence
 
 from dicom_io.provenance import SegmentationSource, derived_uid
 from dicom_io.seg_writer import SOFTWARE_VERSION
-from dicom_io.stores import Store, open_store
 from labels.schema import default_schema
 from pipeline.stage2 import CONSENSUS_NAME
 from qc.results import CORRECTED, BoneResult, result_from_row
 from review.correction import load_corrected_mask
 from review.export import owned_ids, read_item
+from review.series import SeriesLoader
 from review.roi import KEEP, box_from_json, mask_digest, paste_correction
 from review.state import (ReviewInputError, ReviewPlace, SegRef, StaleItemError, corrections, head, qc_tables,
                           record_correction, series_row)
@@ -91,8 +91,9 @@ def reviewer_from_folder(folder: str | Path, **overrides: str | None) -> Reviewe
 
 
 def import_correction(place: ReviewPlace, folder: str | Path, reviewer: Reviewer, *, mask_path: str | Path | None = None,
-                      policy: str = KEEP) -> ImportOutcome:
+                      policy: str = KEEP, loader: SeriesLoader | None = None) -> ImportOutcome:
     """Write one item's correction back (see the module docstring); returns what was done."""
+    loader = loader or SeriesLoader(place)
     folder = Path(folder)
     record = read_item(folder)
     item_id = f"{record['series_uid']}/{record['bone']}"
@@ -113,8 +114,8 @@ def import_correction(place: ReviewPlace, folder: str | Path, reviewer: Reviewer
     table, series_table = qc_tables(place)
     series = series_row(series_table, record["series_uid"])
     seg_ref, sr_ref = head(series, log_table)
-    store = open_store(place.store_uri)
-    ct = _read_ct(place, record)
+    store = loader.store
+    ct = loader.ct(record["series_uid"], record["study_uid"])
     base_seg = store.get(seg_ref.study_uid, seg_ref.series_uid, seg_ref.sop_uid)
     from dicom_io.seg_reader import read_seg
 
@@ -152,19 +153,6 @@ def import_correction(place: ReviewPlace, folder: str | Path, reviewer: Reviewer
     log.info("%s: corrected SEG %s (+%d / -%d voxels, %d contested)", item_id, seg.SOPInstanceUID, pasted.added,
              pasted.removed, pasted.contested)
     return ImportOutcome(row, already_imported=False)
-
-
-def _read_ct(place: ReviewPlace, record: dict):
-    from pipeline.inputs import LOCAL, SeriesRef
-    from pipeline.manifest import read_manifest
-    from pipeline.stage2 import read_stored_ct, stored_segs
-
-    segs = stored_segs(read_manifest(place.manifest_uri), [record["series_uid"]])
-    override = (SeriesRef(record["series_uid"], record["study_uid"], LOCAL, place.ct_folder) if place.ct_folder else None)
-    if not segs and override is None:
-        raise ReviewInputError(f"series {record['series_uid']}: the manifest {place.manifest_uri} does not list it")
-    return read_stored_ct(record["series_uid"], segs, place.cache_dir, ct_override=override,
-                          idc_endpoint_url=place.idc_endpoint_url)
 
 
 def _source(reviewer: Reviewer) -> SegmentationSource:
