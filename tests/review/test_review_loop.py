@@ -233,3 +233,25 @@ def test_voxels_a_neighbour_holds_follow_the_policy(loop, policy):
     owner = SCHEMA["vertebra_T12" if policy == "keep" else BONE].id
     assert all(corrected[p] == owner for p in claimed)
     assert {tuple(int(v) for v in p) for p in np.argwhere(corrected != consensus)} == (set() if policy == "keep" else set(claimed))
+
+
+def test_export_can_start_from_a_chosen_source(reviewed_sample, capsys):
+    run = reviewed_sample
+    from pipeline.manifest import read_manifest
+
+    row = next(r for r in read_manifest(run.root / "manifest.parquet").itertuples() if r.source == "TotalSegmentator total fast")
+    name = f"{row.source} {row.source_version}"
+    folder = export(run, BONE, "--mask-source", name)
+    record = json.loads((folder / "item.json").read_text())
+    ct = read_ct_series(run.ct_folder)
+    fast = read_seg(open_store(run.root / "seg").get(row.study_instance_uid, row.seg_series_instance_uid,
+                                                      row.seg_sop_instance_uid), ct).volume.array
+    box = tuple(slice(a, b) for a, b in zip(record["roi"]["start"], record["roi"]["stop"]))
+    roi_ct = read_ct_series(folder / "dicom" / "ct")
+    exported = read_seg(folder / "dicom" / "roi_seg.dcm", roi_ct).volume.array == SCHEMA[BONE].id
+    np.testing.assert_array_equal(exported, fast[box] == SCHEMA[BONE].id)
+    assert record["mask_source"] == name
+    capsys.readouterr()
+    series = record["series_uid"]
+    assert run.review("export", "--to", str(run.root / "export"), "--item", f"{series}/{BONE}", "--mask-source", "nobody") == 2
+    assert "no source named 'nobody'" in capsys.readouterr().out
