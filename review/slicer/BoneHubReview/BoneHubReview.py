@@ -1,0 +1,424 @@
+"""BoneHub Review: the 3D Slicer module of BoneHub's Stage 3 (human review of the bones QC doubts).
+
+The reviewer opens the folder ``bonehub review export`` wrote, loads one item (ROI CT + start mask,
+from the exported NRRDs or from a DICOMweb store), corrects the bone with SlicerNNInteractive, and
+Accept saves ``corrected.nrrd`` + ``correction.json`` for ``bonehub review import``. Every decision
+lives in ``BoneHubReviewLib/logic.py`` (no Slicer there, tested by pytest); this file is scene and UI.
+
+Slicer calls below were checked in their sources, not run (BoneHub's CI has no Slicer):
+Slicer ``Modules/Scripted/DICOMLib/DICOMUtils.py`` (importFromDICOMWeb, loadSeriesByUID; v5.6.0 and main),
+``Modules/Loadable/Segmentations/MRML/vtkMRMLSegmentEditorNode.h``,
+``Modules/Loadable/Segmentations/Logic/vtkSlicerSegmentationsModuleLogic.{h,cxx}``, ``Base/Python/slicer/util.py``,
+``Base/QTGUI/qSlicerScriptedLoadableModuleFactory.cxx`` (puts this folder on the Python path), and
+coendevente/SlicerNNInteractive ``slicer_plugin/SlicerNNInteractive/SlicerNNInteractive.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import ctk
+import numpy as np
+import qt
+import slicer
+import vtk
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleLogic,
+    ScriptedLoadableModuleTest,
+    ScriptedLoadableModuleWidget,
+)
+
+from BoneHubReviewLib import logic as bhr
+
+# The module's name, not its title "nnInteractive": SlicerNNInteractive.py selects itself by this name.
+NNINTERACTIVE_MODULE = "SlicerNNInteractive"
+# Segment Editor and SlicerNNInteractive both edit through the scene's vtkMRMLSegmentEditorNode with this
+# singleton tag (SegmentEditor.py; SlicerNNInteractive.py setup()), so setting it here hands over the segment.
+SEGMENT_EDITOR_TAG = "SegmentEditor"
+SETTINGS = "BoneHubReview/"
+
+
+class BoneHubReview(ScriptedLoadableModule):
+    """Module description shown in Slicer's module list and help panel."""
+
+    def __init__(self, parent) -> None:
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = "BoneHub Review"
+        self.parent.categories = ["Segmentation"]
+        self.parent.dependencies = []  # SlicerNNInteractive is optional: checked when the reviewer asks for it
+        self.parent.contributors = ["BoneHub Segmentation"]
+        self.parent.helpText = (
+            "Review the bones BoneHub's QC doubts: open the folder written by 'bonehub review export', "
+            "load an item, correct it with nnInteractive (or the Segment Editor), then Accept. "
+            "Accept writes corrected.nrrd and correction.json into the item's folder for 'bonehub review import'. "
+            "See review/slicer/README.md in the BoneHub repository."
+        )
+        self.parent.acknowledgementText = (
+            "Uses SlicerNNInteractive (de Vente et al., arXiv:2504.07991) and nnInteractive "
+            "(Isensee et al., arXiv:2503.08373)."
+        )
+
+
+@dataclass
+class LoadedItem:
+    """The scene nodes of the item under review, and where its correction goes."""
+
+    folder: Path
+    item: dict
+    ct: object  # vtkMRMLScalarVolumeNode
+    segmentation: object  # vtkMRMLSegmentationNode
+    segment_id: str
+
+
+class BoneHubReviewLogic(ScriptedLoadableModuleLogic):
+    """Scene work for one item: load it, hand its segment to nnInteractive, export the correction."""
+
+    def load(self, folder: Path, item: dict, plan: bhr.LoadPlan) -> LoadedItem:
+        """ROI CT + one segment holding the start mask, shown in the slice views."""
+        name = bhr.bone_label(item)
+        if plan.source == "files":
+            ct = slicer.util.loadVolume(str(plan.ct_path), {"name": f"{name} ROI CT", "singleFile": True})
+            segmentation = self._segmentation_from_labelmap(plan.mask_path, ct, name)
+        else:
+            ct, segmentation = self._load_from_dicomweb(plan.request, name)
+        segment_id = self._bone_segment(segmentation, name)
+        slicer.util.setSliceViewerLayers(background=ct, fit=True)
+        return LoadedItem(folder, item, ct, segmentation, segment_id)
+
+    def unload(self, loaded: LoadedItem) -> None:
+        """Drop an item's nodes so that a long worklist does not fill the scene."""
+        for node in (loaded.segmentation, loaded.ct):
+            if node.GetScene() is not None:
+                slicer.mrmlScene.RemoveNode(node)
+
+    def _new_segmentation(self, ct, name: str):
+        segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{name} segmentation")
+        segmentation.CreateDefaultDisplayNodes()
+        segmentation.SetReferenceImageGeometryParameterFromVolumeNode(ct)
+        return segmentation
+
+    def _segmentation_from_labelmap(self, path: Path, ct, name: str):
+        labelmap = slicer.util.loadLabelVolume(
+            str(path), {"name": f"{name} start mask", "singleFile": True, "show": False})
+        segmentation = self._new_segmentation(ct, name)
+        try:
+            if not slicer.modules.segmentations.logic().ImportLabelmapToSegmentationNode(labelmap, segmentation):
+                raise RuntimeError(f"Slicer could not turn {path.name} into a segment")
+        finally:
+            slicer.mrmlScene.RemoveNode(labelmap)
+        return segmentation
+
+    def _load_from_dicomweb(self, request: bhr.DicomWebRequest, name: str):
+        """Retrieve the ROI CT (and ROI SEG, if the export wrote one) into Slicer's DICOM database, then load them."""
+        from DICOMLib import DICOMUtils
+
+        for ref in [request.ct] + ([request.seg] if request.seg else []):
+            # Returns the series UIDs it imported (or found already imported); errors are shown by Slicer itself.
+            imported = DICOMUtils.importFromDICOMWeb(
+                dicomWebEndpoint=request.endpoint, studyInstanceUID=ref.study_uid,
+                seriesInstanceUID=ref.series_uid, accessToken=request.access_token)
+            if ref.series_uid not in imported:
+                raise bhr.ReviewError(f"series {ref.series_uid} was not retrieved from {request.endpoint}")
+        ct = self._loaded_node(DICOMUtils.loadSeriesByUID([request.ct.series_uid]), "vtkMRMLScalarVolumeNode", "ROI CT")
+        ct.SetName(f"{name} ROI CT")
+        if request.seg is None:  # the export had no start mask: the reviewer starts from an empty segment
+            return ct, self._new_segmentation(ct, name)
+        segmentation = self._loaded_node(
+            DICOMUtils.loadSeriesByUID([request.seg.series_uid]), "vtkMRMLSegmentationNode",
+            "ROI SEG (DICOM SEG loading needs Slicer 5.12+ or the QuantitativeReporting extension)")
+        return ct, segmentation
+
+    @staticmethod
+    def _loaded_node(node_ids, class_name: str, what: str):
+        for node_id in node_ids:
+            node = slicer.mrmlScene.GetNodeByID(node_id)
+            if node is not None and node.IsA(class_name):
+                return node
+        raise bhr.ReviewError(f"the {what} did not load")
+
+    @staticmethod
+    def _bone_segment(segmentation, name: str) -> str:
+        """The one segment of the start mask, named after the bone (an empty mask gives an empty segment)."""
+        segments = segmentation.GetSegmentation()
+        count = segments.GetNumberOfSegments()
+        if count == 0:
+            return segments.AddEmptySegment("", name)
+        if count > 1:
+            raise bhr.ReviewError(f"the start mask holds {count} segments; an item is one bone")
+        segment_id = segments.GetNthSegmentID(0)
+        segments.GetSegment(segment_id).SetName(name)
+        return segment_id
+
+    @staticmethod
+    def _segment_editor_node():
+        """The scene's shared segment editor node, created the way Segment Editor creates it."""
+        node = slicer.mrmlScene.GetSingletonNode(SEGMENT_EDITOR_TAG, "vtkMRMLSegmentEditorNode")
+        if node is None:
+            node = slicer.mrmlScene.CreateNodeByClass("vtkMRMLSegmentEditorNode")
+            node.UnRegister(None)
+            node.SetSingletonTag(SEGMENT_EDITOR_TAG)
+            node = slicer.mrmlScene.AddNode(node)
+        return node
+
+    def hand_over(self, loaded: LoadedItem) -> None:
+        """Select the item's CT and bone segment in the shared editor node and open SlicerNNInteractive.
+
+        SlicerNNInteractive prompts act on the selected segment and seed the session with its current
+        mask (SlicerNNInteractive.py: get_volume_node, get_current_segment_id, _build_segment_seed).
+        """
+        if slicer.app.moduleManager().module(NNINTERACTIVE_MODULE) is None:
+            raise bhr.ReviewError("SlicerNNInteractive is not installed: install the 'nnInteractive' extension "
+                                  "from the Extensions Manager and restart Slicer (or edit with Segment Editor)")
+        editor = self._segment_editor_node()
+        editor.SetAndObserveSegmentationNode(loaded.segmentation)
+        editor.SetAndObserveSourceVolumeNode(loaded.ct)
+        editor.SetSelectedSegmentID(loaded.segment_id)
+        slicer.util.selectModule(NNINTERACTIVE_MODULE)
+
+    def export_correction(self, loaded: LoadedItem, reviewer: str, method: str) -> Path:
+        """Save the bone segment on the ROI grid, check it, and write the correction files.
+
+        The reference geometry is ct_roi.nrrd's grid (or item.json's ROI when only DICOM was exported), built
+        here rather than taken from the loaded CT node: a CT loaded from DICOM may run its slices the other
+        way. With a reference volume, ExportSegmentsToLabelmapNode uses that volume's full extent and matrix
+        (vtkSlicerSegmentationsModuleLogic.cxx: GenerateMergedLabelmapInReferenceGeometry).
+        """
+        if loaded.segmentation.GetSegmentation().GetSegment(loaded.segment_id) is None:
+            raise bhr.ReviewError("the bone segment was deleted; Load the item again")
+        grid = bhr.reference_grid(loaded.folder, loaded.item)
+        reference = slicer.util.addVolumeFromArray(  # Slicer arrays are indexed (K, J, I)
+            np.zeros(grid.shape[::-1], np.uint8), bhr.ijk_to_ras(grid), "BoneHub ROI grid", "vtkMRMLLabelMapVolumeNode")
+        labelmap = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "BoneHub correction")
+        partial = loaded.folder / bhr.PARTIAL_FILE
+        try:
+            segment_ids = vtk.vtkStringArray()
+            segment_ids.InsertNextValue(loaded.segment_id)
+            logic = slicer.modules.segmentations.logic()
+            if not logic.ExportSegmentsToLabelmapNode(loaded.segmentation, segment_ids, labelmap, reference):
+                raise RuntimeError("Slicer could not export the segment as a label map")
+            if not slicer.util.saveNode(labelmap, str(partial)):
+                raise RuntimeError(f"Slicer could not save {partial}")
+            return bhr.finalize_correction(loaded.folder, loaded.item, partial, reviewer, method)
+        finally:
+            partial.unlink(missing_ok=True)
+            slicer.mrmlScene.RemoveNode(labelmap)
+            slicer.mrmlScene.RemoveNode(reference)
+
+
+class BoneHubReviewWidget(ScriptedLoadableModuleWidget):
+    """Export folder, store, worklist table and the Load / Correct / Accept / Skip buttons."""
+
+    def setup(self) -> None:
+        ScriptedLoadableModuleWidget.setup(self)
+        self.logic = BoneHubReviewLogic()
+        self.statuses: list[bhr.ItemStatus] = []
+        self.skipped: set[str] = set()
+        self.loaded: LoadedItem | None = None
+        settings = qt.QSettings()
+
+        source = ctk.ctkCollapsibleButton()
+        source.text = "Export folder and store"
+        self.layout.addWidget(source)
+        form = qt.QFormLayout(source)
+        self.exportPath = ctk.ctkPathLineEdit()
+        self.exportPath.filters = ctk.ctkPathLineEdit.Dirs
+        self.exportPath.settingKey = SETTINGS + "ExportFolder"
+        self.exportPath.toolTip = "The folder 'bonehub review export' wrote (it holds worklist.json)"
+        form.addRow("Export folder:", self.exportPath)
+        self.urlEdit = qt.QLineEdit(str(settings.value(SETTINGS + "DicomWebUrl", "") or ""))
+        self.urlEdit.placeholderText = "optional, e.g. https://host/dicom-web (empty: load the exported files)"
+        form.addRow("DICOMweb URL:", self.urlEdit)
+        self.tokenEdit = qt.QLineEdit()
+        self.tokenEdit.echoMode = qt.QLineEdit.Password
+        self.tokenEdit.placeholderText = "optional access token (kept for this session only)"
+        form.addRow("Access token:", self.tokenEdit)
+        self.reviewerEdit = qt.QLineEdit(str(settings.value(SETTINGS + "Reviewer", "") or ""))
+        self.reviewerEdit.placeholderText = "your name, saved in correction.json"
+        form.addRow("Reviewer:", self.reviewerEdit)
+        row = qt.QHBoxLayout()
+        self.openButton = qt.QPushButton("Open worklist")
+        self.checkButton = qt.QPushButton("Check store")
+        self.checkButton.toolTip = "Ask the DICOMweb store for one study with the URL and token above"
+        row.addWidget(self.openButton)
+        row.addWidget(self.checkButton)
+        form.addRow(row)
+
+        worklist = ctk.ctkCollapsibleButton()
+        worklist.text = "Worklist"
+        self.layout.addWidget(worklist)
+        box = qt.QVBoxLayout(worklist)
+        self.table = qt.QTableWidget(0, len(bhr.TABLE_COLUMNS))
+        self.table.setHorizontalHeaderLabels(list(bhr.TABLE_COLUMNS))
+        self.table.setSelectionBehavior(qt.QAbstractItemView.SelectRows)
+        self.table.setSelectionMode(qt.QAbstractItemView.SingleSelection)
+        self.table.setEditTriggers(qt.QAbstractItemView.NoEditTriggers)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.setMinimumHeight(220)
+        box.addWidget(self.table)
+
+        review = ctk.ctkCollapsibleButton()
+        review.text = "Review"
+        self.layout.addWidget(review)
+        form = qt.QFormLayout(review)
+        self.methodCombo = qt.QComboBox()
+        for method in bhr.TOOL_BY_METHOD:
+            self.methodCombo.addItem(method)
+        self.methodCombo.toolTip = "semiautomatic: corrected with nnInteractive; manual: Segment Editor only"
+        form.addRow("Method:", self.methodCombo)
+        row = qt.QHBoxLayout()
+        self.loadButton = qt.QPushButton("Load")
+        self.correctButton = qt.QPushButton("Correct with nnInteractive")
+        self.acceptButton = qt.QPushButton("Accept")
+        self.skipButton = qt.QPushButton("Skip")
+        for button in (self.loadButton, self.correctButton, self.acceptButton, self.skipButton):
+            row.addWidget(button)
+        form.addRow(row)
+        self.statusLabel = qt.QLabel("Choose the export folder and press Open worklist.")
+        self.statusLabel.wordWrap = True
+        form.addRow(self.statusLabel)
+        self.layout.addStretch(1)
+
+        self.openButton.connect("clicked(bool)", self.onOpen)
+        self.checkButton.connect("clicked(bool)", self.onCheckStore)
+        self.loadButton.connect("clicked(bool)", self.onLoad)
+        self.table.connect("cellDoubleClicked(int,int)", lambda row, column: self.onLoad())
+        self.correctButton.connect("clicked(bool)", self.onCorrect)
+        self.acceptButton.connect("clicked(bool)", self.onAccept)
+        self.skipButton.connect("clicked(bool)", self.onSkip)
+
+    # ------------------------------------------------------------------ worklist table
+
+    def _refresh(self) -> None:
+        """Re-read the worklist and item states from disk and redraw the table."""
+        _, self.statuses = bhr.list_items(self.exportPath.currentPath)
+        self.table.setRowCount(len(self.statuses))
+        for row, status in enumerate(self.statuses):
+            for column, text in enumerate(bhr.table_row(status, status.entry.item_id in self.skipped)):
+                cell = qt.QTableWidgetItem(text)
+                cell.setToolTip(text)
+                self.table.setItem(row, column, cell)
+
+    def _select(self, item_id: str | None) -> None:
+        ids = [status.entry.item_id for status in self.statuses]
+        if item_id in ids:
+            self.table.selectRow(ids.index(item_id))
+
+    def _selected(self) -> bhr.ItemStatus:
+        row = self.table.currentRow()
+        if not 0 <= row < len(self.statuses):
+            raise bhr.ReviewError("select an item in the worklist")
+        return self.statuses[row]
+
+    def _say(self, text: str) -> None:
+        self.statusLabel.text = text
+
+    # ------------------------------------------------------------------ buttons
+
+    def onOpen(self) -> None:
+        with slicer.util.tryWithErrorDisplay("Could not open the worklist.", waitCursor=True):
+            self.skipped.clear()
+            self._refresh()
+            self.exportPath.addCurrentPathToHistory()
+            first = bhr.next_item_id(self.statuses, None, self.skipped)
+            self._select(first)
+            done = sum(status.state == bhr.CORRECTED for status in self.statuses)
+            self._say(f"{len(self.statuses)} items, {done} corrected. "
+                      + ("Select an item and press Load." if first else "Nothing left to review."))
+
+    def onCheckStore(self) -> None:
+        with slicer.util.tryWithErrorDisplay("The DICOMweb store did not answer as expected.", waitCursor=True):
+            self._say(bhr.check_dicomweb(self.urlEdit.text, self.tokenEdit.text))
+            qt.QSettings().setValue(SETTINGS + "DicomWebUrl", self.urlEdit.text.strip())
+
+    def onLoad(self) -> None:
+        with slicer.util.tryWithErrorDisplay("Could not load the item.", waitCursor=True):
+            status = self._selected()
+            item = bhr.read_item(status.folder)
+            plan = bhr.plan_load(status.folder, item, self.urlEdit.text, self.tokenEdit.text)
+            if self.loaded is not None:
+                self.logic.unload(self.loaded)
+                self.loaded = None
+            self.loaded = self.logic.load(status.folder, item, plan)
+            self.methodCombo.currentText = "manual"  # until nnInteractive is used on this item
+            where = plan.request.endpoint if plan.request else "the exported files"
+            self._say(f"Loaded {bhr.bone_label(item)} of {item['series_uid']} from {where}. "
+                      "Press 'Correct with nnInteractive' (or edit in Segment Editor), come back, then Accept.")
+
+    def onCorrect(self) -> None:
+        with slicer.util.tryWithErrorDisplay("Could not open nnInteractive."):
+            if self.loaded is None:
+                raise bhr.ReviewError("Load an item first")
+            self.methodCombo.currentText = "semiautomatic"
+            self.logic.hand_over(self.loaded)
+
+    def onAccept(self) -> None:
+        with slicer.util.tryWithErrorDisplay("The correction was not saved.", waitCursor=True):
+            if self.loaded is None:
+                raise bhr.ReviewError("Load an item first")
+            path = self.logic.export_correction(self.loaded, self.reviewerEdit.text, self.methodCombo.currentText)
+            qt.QSettings().setValue(SETTINGS + "Reviewer", self.reviewerEdit.text.strip())
+            self._refresh()
+            following = bhr.next_item_id(self.statuses, self.loaded.item["item_id"], self.skipped)
+            self._select(following)
+            self._say(f"Saved {bhr.CORRECTED_FILE} and {path.name} in {path.parent}. "
+                      + (f"Next: {following}" if following else "No item left to review."))
+
+    def onSkip(self) -> None:
+        with slicer.util.tryWithErrorDisplay("Could not skip the item."):
+            item_id = self._selected().entry.item_id
+            self.skipped.add(item_id)
+            self._refresh()
+            following = bhr.next_item_id(self.statuses, item_id, self.skipped)
+            self._select(following)
+            self._say(f"Skipped {item_id} for this session (nothing written). "
+                      + (f"Next: {following}" if following else "No item left to review."))
+
+
+class BoneHubReviewTest(ScriptedLoadableModuleTest):
+    """Slicer self-test: a one-item export made here, loaded, edited and accepted through the module's logic."""
+
+    def setUp(self) -> None:
+        slicer.mrmlScene.Clear()
+
+    def runTest(self) -> None:
+        self.setUp()
+        self.test_load_edit_accept_from_files()
+
+    def test_load_edit_accept_from_files(self) -> None:
+        shape = (6, 7, 8)  # slices, rows, columns
+        ijk_to_ras = np.array([[-0.8, 0, 0, 10.0], [0, -0.9, 0, 20.0], [0, 0, 2.5, -30.0], [0, 0, 0, 1]])
+        folder = Path(tempfile.mkdtemp()) / "1.2.826.0.1.3680043.8.498.1" / "vertebra_T12"
+        folder.mkdir(parents=True)
+        mask = np.zeros(shape, np.uint8)
+        mask[1:5, 2:6, 3:7] = 1
+        for array, name, node_class in ((np.full(shape, 300, np.int16), "ct_roi.nrrd", "vtkMRMLScalarVolumeNode"),
+                                        (mask, "mask_roi.nrrd", "vtkMRMLLabelMapVolumeNode")):
+            node = slicer.util.addVolumeFromArray(array, ijk_to_ras, name, node_class)
+            self.assertTrue(slicer.util.saveNode(node, str(folder / name)))
+        roi_affine = (np.diag([-1.0, -1.0, 1.0, 1.0]) @ ijk_to_ras)[:, [2, 1, 0, 3]]  # LPS, (slice, row, column)
+        series = folder.parent.name
+        (folder / bhr.ITEM_FILE).write_text(json.dumps({
+            "format": bhr.ITEM_FORMAT, "item_id": f"{series}/vertebra_T12", "series_uid": series,
+            "study_uid": "1.2.826.0.1.3680043.8.498.2", "bone": "vertebra_T12", "bone_meaning": "T12 vertebra",
+            "roi": {"shape": list(shape), "affine": roi_affine.tolist()},
+            "files": {"ct": "ct_roi.nrrd", "mask": "mask_roi.nrrd"}}))
+        slicer.mrmlScene.Clear()
+
+        logic = BoneHubReviewLogic()
+        item = bhr.read_item(folder)
+        loaded = logic.load(folder, item, bhr.plan_load(folder, item))
+        self.assertEqual(loaded.segmentation.GetSegmentation().GetNumberOfSegments(), 1)
+        edited = slicer.util.arrayFromSegmentBinaryLabelmap(loaded.segmentation, loaded.segment_id, loaded.ct)
+        self.assertEqual(int(edited.sum()), int(mask.sum()))
+        edited[0] = edited[1]  # a reviewer's edit: one more slice
+        slicer.util.updateSegmentBinaryLabelmapFromArray(edited, loaded.segmentation, loaded.segment_id, loaded.ct)
+
+        logic.export_correction(loaded, "Self Test", "manual")
+        self.assertEqual(bhr.item_state(folder), bhr.CORRECTED)
+        _, voxels = bhr.validate_corrected_labelmap(folder / bhr.CORRECTED_FILE, item)
+        self.assertEqual(voxels, int(edited.astype(bool).sum()))
+        self.delayDisplay("BoneHubReview self-test passed")
