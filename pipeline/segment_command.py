@@ -11,6 +11,12 @@ import argparse
 import tempfile
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pipeline.dataflow import DataflowProfile
+
+if TYPE_CHECKING:
+    from pipeline.segment_job import SegmentSettings
 
 DEFAULT_OUT = "output/segmentations"
 
@@ -49,14 +55,31 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--manifest", help="manifest parquet (local or gs://; default: OUT/manifest.parquet for a folder or gs:// store)")
     out.add_argument("--cache-dir", type=Path, help="where fetched series are kept (default: a folder under the system temp dir)")
 
+    default = DataflowProfile()
+    cloud = parser.add_argument_group("Dataflow (with --runner DataflowRunner; see pipeline/README.md)")
+    cloud.add_argument("--gpu", default=default.gpu_type, metavar="TYPE",
+                       help=f"GPU of the segmentation step's workers (default: {default.gpu_type})")
+    cloud.add_argument("--gpu-count", type=int, default=default.gpu_count, metavar="N",
+                       help=f"GPUs per worker; 0: no GPU, for sources that need none (default: {default.gpu_count})")
+    cloud.add_argument("--gpu-machine-type", default=default.gpu_machine_type, metavar="TYPE",
+                       help=f"machine type of the GPU workers, matching the GPU; '' for Dataflow's choice "
+                            f"(default: {default.gpu_machine_type})")
+    cloud.add_argument("--dry-run-proto", type=Path, metavar="PATH",
+                       help="bonehub segment only: write Stage 1's pipeline as the runner would get it (text proto, "
+                            "options in its first line) to PATH and run nothing")
+
 
 def run_from_args(args: argparse.Namespace) -> list[str]:
     """Run Stage 1 as the arguments say, print a summary; return the UIDs of the series it covered."""
     from models.sources import build_source
+    from pipeline.dataflow import accelerators, runs_on_dataflow, write_pipeline_proto
     from pipeline.manifest import FAILED, read_manifest
-    from pipeline.segment_job import SegmentSettings, run_segment_job
+    from pipeline.segment_job import SegmentSettings, run_segment_job, segment_pipeline
     from pipeline.stage1 import SourceInfo, canonical_augmentations, plan_outputs
 
+    if args.dry_run_proto and args.command != "segment":
+        raise JobInputError("--dry-run-proto writes Stage 1's pipeline: use it with bonehub segment")
+    dataflow = _dataflow_profile(args) if runs_on_dataflow(args.beam_args) else None
     series = _series_refs(args)
     sources = tuple(SourceInfo.of(spec, build_source(spec)) for spec in dict.fromkeys(args.source))
     try:
@@ -68,10 +91,20 @@ def run_from_args(args: argparse.Namespace) -> list[str]:
         manifest_uri=manifest_uri(args), seg_type=args.seg_type, idc_endpoint_url=args.idc_endpoint,
         cache_dir=str(args.cache_dir or Path(tempfile.gettempdir()) / "bonehub-series-cache"),
     )
+    if dataflow is not None:
+        _check_dataflow_locations(settings)
     planned = [task for ref in series for task in plan_outputs(ref, sources, augmentations, args.seg_type)]
     print(f"{len(series)} series x {len(sources)} sources x {len(augmentations)} augmentations "
           f"({', '.join(augmentations)}): {len(planned)} outputs -> {settings.store_uri}")
-    run_segment_job(series, settings, args.beam_args)
+    if args.dry_run_proto:
+        # Beam's own --dry_run keeps option validation off the network (no bucket checks)
+        pipeline = segment_pipeline(series, settings, [*args.beam_args, "--dry_run=True"], dataflow)
+        proto = write_pipeline_proto(pipeline, args.dry_run_proto)
+        hinted = accelerators(proto)
+        print(f"wrote {args.dry_run_proto}: the pipeline, not run; "
+              + (f"accelerator {next(iter(hinted.values()))} on {', '.join(sorted(hinted))}" if hinted else "no accelerator"))
+        return [ref.series_uid for ref in series]
+    run_segment_job(series, settings, args.beam_args, dataflow)
 
     manifest = read_manifest(settings.manifest_uri)
     keys = {task.row("failed").key for task in planned}
@@ -82,6 +115,31 @@ def run_from_args(args: argparse.Namespace) -> list[str]:
     for row in mine[mine["status"] == FAILED].itertuples():
         print(f"  failed: series {row.series_instance_uid} | {row.source} | {row.augmentation}: {row.error}")
     return [ref.series_uid for ref in series]
+
+
+def _dataflow_profile(args: argparse.Namespace) -> DataflowProfile:
+    """The Dataflow profile the arguments ask for; a job Dataflow workers could not run fails here, in a second."""
+    from apache_beam.options.pipeline_options import PipelineOptions, WorkerOptions
+
+    if args.dicom_folder:
+        raise JobInputError("--dicom-folder is a folder on this machine, which Dataflow workers cannot read: "
+                            "give --idc-* or --dicomweb input")
+    if not PipelineOptions(list(args.beam_args)).view_as(WorkerOptions).sdk_container_image:
+        raise JobInputError("Dataflow needs the worker image: --sdk_container_image=REGION-docker.pkg.dev/PROJECT/REPO/"
+                            "IMAGE:TAG (built from the Dockerfile)")
+    try:
+        return DataflowProfile(gpu_type=args.gpu, gpu_count=args.gpu_count, gpu_machine_type=args.gpu_machine_type or None)
+    except ValueError as error:
+        raise JobInputError(str(error)) from None
+
+
+def _check_dataflow_locations(settings: SegmentSettings) -> None:
+    """SEGs and the manifest must go where workers and this machine both reach: a bucket or a DICOMweb server."""
+    if settings.store_uri.startswith("file://"):
+        raise JobInputError(f"--out {settings.store_uri} is a folder on this machine, which Dataflow workers cannot "
+                            "write: give gs://bucket/prefix or a DICOMweb URL")
+    if not settings.manifest_uri.startswith("gs://"):
+        raise JobInputError(f"the manifest {settings.manifest_uri} must be on GCS for a Dataflow run: give --manifest gs://...")
 
 
 def _series_refs(args: argparse.Namespace):

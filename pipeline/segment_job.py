@@ -1,7 +1,7 @@
 """Stage 1 as an Apache Beam job: series refs in, SEGs in a store and a manifest out.
 
     series refs ─ PlanOutputs ─ SkipExisting ─┬─ (done: rows of outputs that exist)
-                                              └─ GroupByKey(series) ─ FetchSeries ─ MakeOutputs ─ rows
+                                              └─ GroupByKey(series) ─ FetchAndSegment[FetchSeries ─ MakeOutputs] ─ rows
     all rows ─ ToList ─ merge into the manifest
 
 Elements are ``OutputTask``s (UIDs, a source spec, an augmentation text), never
@@ -9,21 +9,25 @@ volumes. The grouping makes each series download once; fetching and segmenting
 are fused into one stage (no shuffle between them), so the worker that fetched a
 series is the one that reads it from its local disk, and consecutive outputs of
 that series reuse the CT it read. Models are built and loaded once per worker
-in ``setup``/on first use. Every failure becomes a manifest row; nothing a
-single series or source does can stop the others.
+process on first use and shared by its threads. Every failure becomes a manifest
+row; nothing a single series or source does can stop the others. On Dataflow,
+``FetchAndSegment`` is the one step with a GPU (``pipeline.dataflow``).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.utils.shared import Shared
 
+from pipeline.dataflow import DataflowProfile, runs_on_dataflow
 from pipeline.inputs import SeriesRef, fetch_series
 from pipeline.manifest import ManifestRow, merge_into_manifest
 from pipeline.stage1 import OutputTask, SourceInfo, existing_output, failed, make_output, plan_outputs
@@ -100,38 +104,66 @@ class FetchSeries(beam.DoFn):
             yield str(folder), task
 
 
+class _OnePredictAtATime:
+    """A loaded source whose ``predict`` holds its process's lock; every other attribute is the source's own."""
+
+    def __init__(self, model, lock: threading.Lock):
+        self._model, self._lock = model, lock
+
+    def __getattr__(self, name: str):
+        return getattr(self._model, name)
+
+    def predict(self, ct):
+        with self._lock:
+            return self._model.predict(ct)
+
+
+class LoadedSources:
+    """The sources loaded in one worker process, shared by all its threads (``beam.utils.shared``).
+
+    Each source is built and loaded once per process (a load failure is remembered), and one
+    ``predict`` runs at a time: on a GPU worker the other threads download, read and encode meanwhile,
+    instead of stacking model copies and activations on one GPU.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._models: dict[str, _OnePredictAtATime] = {}
+        self._errors: dict[str, BaseException] = {}
+
+    def get(self, spec: str) -> _OnePredictAtATime:
+        with self._lock:
+            if spec in self._errors:
+                raise self._errors[spec]
+            if spec not in self._models:
+                from models.sources import build_source
+
+                try:
+                    model = build_source(spec)
+                    log.info("loading source %s", model.name)
+                    model.load()
+                except Exception as error:
+                    self._errors[spec] = error
+                    raise
+                self._models[spec] = _OnePredictAtATime(model, self._lock)
+            return self._models[spec]
+
+
 class MakeOutputs(beam.DoFn):
     """Read the CT (cached for consecutive outputs of the same series), run the source, store the SEG."""
 
     def __init__(self, settings: SegmentSettings):
         self.settings = settings
+        self._shared = Shared()  # one LoadedSources per process for every thread running this step
 
     def setup(self) -> None:
         from dicom_io.stores import open_store
 
         self.store = open_store(self.settings.store_uri)
-        self.models: dict[str, object] = {}
-        self.load_errors: dict[str, BaseException] = {}
+        self.sources = self._shared.acquire(LoadedSources)
         self.ct_key: tuple[str, str] | None = None
         self.ct = None
         self.seen: dict[str, object] = {}  # augmentation text -> augmented CT of the current series
-
-    def _model(self, spec: str):
-        """The loaded adapter for ``spec``, built and loaded once per worker; a load failure is remembered."""
-        if spec in self.load_errors:
-            raise self.load_errors[spec]
-        if spec not in self.models:
-            from models.sources import build_source
-
-            try:
-                model = build_source(spec)
-                log.info("loading source %s", model.name)
-                model.load()
-            except Exception as error:
-                self.load_errors[spec] = error
-                raise
-            self.models[spec] = model
-        return self.models[spec]
 
     def _read_ct(self, folder: str, series_uid: str):
         from dicom_io.ct_series import read_ct_series
@@ -160,7 +192,7 @@ class MakeOutputs(beam.DoFn):
             yield failed(task, "read CT", error, started)
             return
         try:
-            model = self._model(task.source.spec)
+            model = self.sources.get(task.source.spec)
         except Exception as error:
             yield failed(task, "load source", error, started)
             return
@@ -174,8 +206,7 @@ class MakeOutputs(beam.DoFn):
         yield make_output(task, ct, model, self.store, seen)
 
     def teardown(self) -> None:
-        self.models.clear()
-        self.ct, self.seen = None, {}
+        self.sources, self.ct, self.seen = None, None, {}  # the models go when the process's last thread lets go
 
 
 class WriteManifest(beam.DoFn):
@@ -188,37 +219,68 @@ class WriteManifest(beam.DoFn):
         yield self.manifest_uri
 
 
-class SegmentSeries(beam.PTransform):
-    """Series refs → manifest rows of every (series, source, augmentation) output."""
+class FetchAndSegment(beam.PTransform):
+    """Tasks grouped by series → (rows of failed fetches, rows of made outputs): the step that runs the sources.
+
+    One composite so that one resource hint covers it: on Dataflow it is the GPU step, and fetch and
+    segment stay on the same worker (``pipeline.dataflow``).
+    """
 
     def __init__(self, settings: SegmentSettings):
         super().__init__()
         self.settings = settings
+
+    def expand(self, by_series):
+        fetched = by_series | "FetchSeries" >> beam.ParDo(FetchSeries(self.settings)).with_outputs(FAILED_TAG, main="fetched")
+        made = fetched.fetched | "MakeOutputs" >> beam.ParDo(MakeOutputs(self.settings))
+        return fetched[FAILED_TAG], made
+
+
+class SegmentSeries(beam.PTransform):
+    """Series refs → manifest rows of every (series, source, augmentation) output.
+
+    ``gpu_hints``: Beam resource hints of ``FetchAndSegment`` alone (``DataflowProfile.gpu_hints``).
+    """
+
+    def __init__(self, settings: SegmentSettings, gpu_hints: Mapping[str, str] | None = None):
+        super().__init__()
+        self.settings = settings
+        self.gpu_hints = dict(gpu_hints or {})
 
     def expand(self, series):
         s = self.settings
         checked = (series
                    | "PlanOutputs" >> beam.ParDo(PlanOutputs(s))
                    | "SkipExisting" >> beam.ParDo(SkipExisting(s)).with_outputs(DONE, main="pending"))
-        fetched = (checked.pending
-                   | "BySeries" >> beam.GroupByKey()
-                   | "FetchSeries" >> beam.ParDo(FetchSeries(s)).with_outputs(FAILED_TAG, main="fetched"))
-        made = fetched.fetched | "MakeOutputs" >> beam.ParDo(MakeOutputs(s))
-        return (checked[DONE], fetched[FAILED_TAG], made) | "AllRows" >> beam.Flatten()
+        segment = FetchAndSegment(s)
+        if self.gpu_hints:
+            segment = segment.with_resource_hints(**self.gpu_hints)
+        fetch_failed, made = checked.pending | "BySeries" >> beam.GroupByKey() | "FetchAndSegment" >> segment
+        return (checked[DONE], fetch_failed, made) | "AllRows" >> beam.Flatten()
 
 
-def run_segment_job(series: Sequence[SeriesRef], settings: SegmentSettings,
-                    beam_args: Sequence[str] = ()) -> None:
-    """Run Stage 1 over ``series`` and merge its rows into ``settings.manifest_uri``.
+def segment_pipeline(series: Sequence[SeriesRef], settings: SegmentSettings, beam_args: Sequence[str] = (),
+                     dataflow: DataflowProfile | None = None) -> beam.Pipeline:
+    """Stage 1 over ``series`` as a Beam pipeline, built but not run.
 
     ``beam_args`` are Beam pipeline options (``--runner``, ``--direct_num_workers``,
-    ``--direct_running_mode``, Dataflow options); DirectRunner by default.
+    ``--direct_running_mode``, Dataflow options); DirectRunner by default. With the Dataflow runner the
+    job follows ``dataflow`` (``DataflowProfile()`` when None): its GPU hint on ``FetchAndSegment`` and
+    its defaults for the options not given (``pipeline.dataflow``).
     """
+    profile = (dataflow or DataflowProfile()) if runs_on_dataflow(beam_args) else None
+    options = PipelineOptions(profile.pipeline_args(beam_args) if profile else list(beam_args))
+    pipeline = beam.Pipeline(options=options)
+    _ = (pipeline
+         | "Series" >> beam.Create(list(series))
+         | "Segment" >> SegmentSeries(settings, profile.gpu_hints() if profile else None)
+         | "Collect" >> beam.combiners.ToList()
+         | "WriteManifest" >> beam.ParDo(WriteManifest(settings.manifest_uri)))
+    return pipeline
+
+
+def run_segment_job(series: Sequence[SeriesRef], settings: SegmentSettings, beam_args: Sequence[str] = (),
+                    dataflow: DataflowProfile | None = None) -> None:
+    """Run Stage 1 over ``series`` (``segment_pipeline``) and merge its rows into ``settings.manifest_uri``."""
     os.makedirs(settings.cache_dir, exist_ok=True)
-    options = PipelineOptions(list(beam_args))
-    with beam.Pipeline(options=options) as pipeline:
-        _ = (pipeline
-             | "Series" >> beam.Create(list(series))
-             | "Segment" >> SegmentSeries(settings)
-             | "Collect" >> beam.combiners.ToList()
-             | "WriteManifest" >> beam.ParDo(WriteManifest(settings.manifest_uri)))
+    segment_pipeline(series, settings, beam_args, dataflow).run().wait_until_finish()
