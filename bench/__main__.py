@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from bench import qc_detection, qc_speed, seg_encoding, stage1_overhead
+from bench import cost_model, qc_detection, qc_speed, seg_encoding, stage1_overhead
 from bench.skeleton_phantom import DEFAULT_SHAPE
 
 QUICK_SHAPE = (80, 128, 128)  # slices, rows, columns: a smoke run in seconds, every bone still present
-BENCHMARKS = ("seg_encoding", "stage1_overhead", "qc_speed", "qc_detection")
+BENCHMARKS = ("seg_encoding", "stage1_overhead", "qc_speed", "qc_detection", "cost_model")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -32,6 +32,8 @@ def main(argv: list[str] | None = None) -> None:
         qc_speed.run(shape, measured_bones=None if args.quick else qc_speed.ANCHOR_BONES)
     if "qc_detection" in chosen:
         qc_detection.run(phantom_shape=(shape if args.quick else qc_detection.PHANTOM_SHAPE) if args.phantom else None)
+    if "cost_model" in chosen:  # arithmetic over recorded measurements (bench/cost_model.py): nothing is timed
+        cost_model.run()
 
 
 if __name__ == "__main__":
