@@ -78,6 +78,9 @@ class Store(Protocol):
     def put(self, ds: Dataset) -> str:
         """Store ``ds`` (replacing an object with the same UIDs); return its location URI."""
 
+    def put_many(self, datasets: Sequence[Dataset]) -> list[str]:
+        """Store several objects (one request per batch where the store has batches); their locations in order."""
+
     def exists(self, study_uid: str, series_uid: str, sop_uid: str) -> bool: ...
 
     def location(self, study_uid: str, series_uid: str, sop_uid: str) -> str:
@@ -185,6 +188,9 @@ class LocalStore:
             raise
         logger.debug("stored SOP instance %s at %s", path.stem, path)
         return path.as_uri()
+
+    def put_many(self, datasets: Sequence[Dataset]) -> list[str]:
+        return [self.put(ds) for ds in datasets]
 
     def exists(self, study_uid: str, series_uid: str, sop_uid: str) -> bool:
         return self._path(study_uid, series_uid, sop_uid).is_file()
@@ -320,6 +326,9 @@ class GcsStore:
 
     def location(self, study_uid: str, series_uid: str, sop_uid: str) -> str:
         return f"gs://{self.bucket_name}/{self._key(study_uid, series_uid, sop_uid)}"
+
+    def put_many(self, datasets: Sequence[Dataset]) -> list[str]:
+        return [self.put(ds) for ds in datasets]
 
     def exists(self, study_uid: str, series_uid: str, sop_uid: str) -> bool:
         blob = self._get_bucket().blob(self._key(study_uid, series_uid, sop_uid))

@@ -164,10 +164,8 @@ def _item_record(item: WorklistItem, structure: Structure, start_name: str, box:
 
 def _send(written: dict, store: Store) -> None:
     """The ROI CT series and SEG into a store (e.g. the DICOMweb server reviewers' Slicer talks to)."""
-    for path in sorted((written["folder"] / FILES["ct_dicom"]).glob("*.dcm")):
-        store.put(pydicom.dcmread(path))
-    if written["seg"] is not None:
-        store.put(written["seg"])
+    instances = [pydicom.dcmread(path) for path in sorted((written["folder"] / FILES["ct_dicom"]).glob("*.dcm"))]
+    store.put_many(instances + ([written["seg"]] if written["seg"] is not None else []))
 
 
 def read_item(folder: str | Path) -> dict:
