@@ -9,7 +9,6 @@ NIfTI on the full grid (stored RAS, axes flipped) or as a DICOM SEG.
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pandas as pd
@@ -20,9 +19,8 @@ from dicom_io.ct_series import read_ct_series
 from dicom_io.provenance import SegmentationSource
 from dicom_io.seg_reader import read_seg
 from dicom_io.seg_writer import write_seg
-from dicom_io.stores import open_store
 from labels.schema import default_schema
-from tests.review.test_review_loop import chosen_voxels, edit_mask, export, world
+from tests.review.test_review_loop import chosen_voxels, edit_mask, exported_item, world
 
 SCHEMA = default_schema()
 BONE = "vertebra_L1"
@@ -30,14 +28,7 @@ BONE = "vertebra_L1"
 
 @pytest.fixture
 def oblique_item(oblique_run):
-    run = oblique_run
-    folder = export(run, BONE)
-    record = json.loads((folder / "item.json").read_text())
-    ct = read_ct_series(run.ct_folder)
-    store = open_store(run.root / "seg")
-    base = record["base"]
-    consensus = read_seg(store.get(base["study_uid"], base["series_uid"], base["sop_uid"]), ct).volume.array
-    return run, folder, record, ct, store, consensus
+    return exported_item(oblique_run, BONE)
 
 
 def test_the_test_ct_is_oblique(oblique_item):

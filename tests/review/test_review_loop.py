@@ -78,9 +78,12 @@ def world(ct, indices: list[tuple]) -> list[np.ndarray]:
 
 @pytest.fixture
 def loop(reviewed_sample):
-    """An exported L1 item, the CT, the stored consensus and the store's files before any import."""
-    run = reviewed_sample
-    folder = export(run)
+    return exported_item(reviewed_sample, BONE)
+
+
+def exported_item(run, bone: str):
+    """(run, item folder, item.json, CT, store, stored consensus label map) of a freshly exported item."""
+    folder = export(run, bone)
     record = json.loads((folder / "item.json").read_text())
     ct = read_ct_series(run.ct_folder)
     store = open_store(run.root / "seg")
