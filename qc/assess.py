@@ -163,7 +163,6 @@ def _mask_rules(c: _Compared, members: Sequence[Member], shape: tuple[int, ...],
                 schema: BoneSchema) -> None:
     """Rules judged on one mask: on the consensus (they lower the score) and on each member (named in flags)."""
     structure = schema[c.unit.structure]
-    laterality = structure.laterality
     voxel_ml = float(np.prod(c.consensus.spacing)) / 1000.0
 
     def failed(mask: MaskSurface) -> set[str]:
