@@ -45,6 +45,18 @@ def read_qc_sr(sr: Dataset | str | os.PathLike) -> list[dict[str, object]]:
     return [_read_group(group, where) for group in groups]
 
 
+def find_content_item(sr: Dataset, value_type: str, code_value: str) -> Dataset | None:
+    """The first content item anywhere in the tree with this value type and concept name code value, or None."""
+    pending = list(sr.get("ContentSequence", []))
+    while pending:
+        item = pending.pop(0)
+        concept = item.get("ConceptNameCodeSequence")
+        if item.get("ValueType") == value_type and concept and concept[0].CodeValue == code_value:
+            return item
+        pending.extend(item.get("ContentSequence", []))
+    return None
+
+
 def _load(sr: Dataset | str | os.PathLike) -> Dataset:
     if not isinstance(sr, Dataset):
         try:

@@ -103,14 +103,12 @@ def worklist_from_store(store: Store, series_uids: Iterable[str] | None = None) 
 
 def _ct_series_of(sr) -> str:
     """The CT series a QC SR reports on: the "Source series for segmentation" (DCM 121232) of its groups."""
-    pending = list(sr.ContentSequence)
-    while pending:
-        item = pending.pop()
-        concept = item.get("ConceptNameCodeSequence")
-        if item.get("ValueType") == "UIDREF" and concept and concept[0].CodeValue == "121232":
-            return str(item.UID)
-        pending.extend(item.get("ContentSequence", []))
-    raise ReviewInputError(f"SR {sr.SOPInstanceUID}: names no source series for segmentation")
+    from dicom_io.sr_reader import find_content_item
+
+    item = find_content_item(sr, "UIDREF", "121232")
+    if item is None:
+        raise ReviewInputError(f"SR {sr.SOPInstanceUID}: names no source series for segmentation")
+    return str(item.UID)
 
 
 def write_worklist(items: list[WorklistItem], folder: str | Path) -> Path:

@@ -223,12 +223,8 @@ def _revised_sr(results: list[BoneResult], seg, ct, base_sr: Dataset):
 
 
 def _settings_text(sr: Dataset) -> str:
-    """The QC settings text the report it replaces recorded (the revised report keeps the verdicts' basis)."""
-    pending = list(sr.get("ContentSequence", []))
-    while pending:
-        item = pending.pop()
-        concept = item.get("ConceptNameCodeSequence")
-        if item.get("ValueType") == "TEXT" and concept and concept[0].CodeMeaning == "Algorithm Parameters":
-            return str(item.TextValue)
-        pending.extend(item.get("ContentSequence", []))
-    return ""
+    """The QC settings text (Algorithm Parameters, DCM 111002) of the report it replaces: the verdicts' basis."""
+    from dicom_io.sr_reader import find_content_item
+
+    item = find_content_item(sr, "TEXT", "111002")
+    return "" if item is None else str(item.TextValue)

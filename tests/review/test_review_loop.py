@@ -21,7 +21,7 @@ import SimpleITK as sitk
 
 from dicom_io.ct_series import read_ct_series
 from dicom_io.seg_reader import read_seg
-from dicom_io.sr_reader import read_qc_sr
+from dicom_io.sr_reader import find_content_item, read_qc_sr
 from dicom_io.stores import open_store
 from labels.schema import default_schema
 from tests.support.dciodvfy import errors_reported
@@ -184,6 +184,8 @@ def test_full_loop_changes_exactly_the_edited_voxels(loop, capsys):
     assert np.isclose(groups[BONE]["volume_ml"], (corrected == SCHEMA[BONE].id).sum() * ct.volume.voxel_volume / 1000)
     predecessor = revised.PredecessorDocumentsSequence[0].ReferencedSeriesSequence[0].ReferencedSOPSequence[0]
     assert predecessor.ReferencedSOPInstanceUID == str(sr_before[0].stem)
+    settings = find_content_item(pydicom.dcmread(sr_before[0]), "TEXT", "111002").TextValue
+    assert "review below 0.95" in settings and find_content_item(revised, "TEXT", "111002").TextValue == settings
 
     # importing the same correction again writes nothing
     capsys.readouterr()
