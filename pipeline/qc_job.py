@@ -27,9 +27,10 @@ import apache_beam as beam
 import pandas as pd
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from pipeline.blobs import write_bytes
 from pipeline.inputs import LOCAL, SeriesRef
 from pipeline.stage2 import SeriesOutcome, StoredSeg, qc_series
-from pipeline.table_io import merge_table, write_bytes
+from pipeline.table_io import merge_table
 from qc.results import TABLE_COLUMNS
 from qc.score import QcSettings
 
@@ -97,7 +98,7 @@ def write_qc_outputs(outcomes: Sequence[SeriesOutcome], settings: QcJobSettings)
     snapshots = [p for o in outcomes for p in o.snapshots]
     with tempfile.TemporaryDirectory() as folder:
         local = write_report(table, snapshots, Path(folder) / REPORT, settings_text=settings.qc.describe())
-        write_bytes(output_uri(settings.qc_dir, REPORT), local.read_bytes())
+        write_bytes(output_uri(settings.qc_dir, REPORT), local.read_bytes(), content_type="text/html")
     log.info("QC tables and report in %s: %d series this run, %d structures in the table", settings.qc_dir,
              len(outcomes), len(table))
     return table

@@ -54,6 +54,10 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
                      help=f"store for the SEGs: folder, gs://bucket/prefix or DICOMweb URL (default: {DEFAULT_OUT})")
     out.add_argument("--manifest", help="manifest parquet (local or gs://; default: OUT/manifest.parquet for a folder or gs:// store)")
     out.add_argument("--cache-dir", type=Path, help="where fetched series are kept (default: a folder under the system temp dir)")
+    out.add_argument("--staging", metavar="FOLDER_OR_GS",
+                     help="where read CTs and label maps wait between the CPU and GPU steps, and are kept for a rerun "
+                          "after a failure (pipeline/staging.py; default: CACHE_DIR/staging; gs://... on Dataflow: "
+                          "the checkpoints bucket)")
 
     default = DataflowProfile()
     cloud = parser.add_argument_group("Dataflow (with --runner DataflowRunner; see pipeline/README.md)")
@@ -86,10 +90,11 @@ def run_from_args(args: argparse.Namespace) -> list[str]:
         augmentations = tuple(canonical_augmentations(args.augment))
     except ValueError as error:
         raise JobInputError(str(error)) from None
+    cache_dir = args.cache_dir or Path(tempfile.gettempdir()) / "bonehub-series-cache"
     settings = SegmentSettings(
         sources=sources, augmentations=augmentations, store_uri=store_uri(args.out),
         manifest_uri=manifest_uri(args), seg_type=args.seg_type, idc_endpoint_url=args.idc_endpoint,
-        cache_dir=str(args.cache_dir or Path(tempfile.gettempdir()) / "bonehub-series-cache"),
+        cache_dir=str(cache_dir), staging_uri=args.staging or str(cache_dir / "staging"),
     )
     if dataflow is not None:
         _check_dataflow_locations(settings)
@@ -134,12 +139,16 @@ def _dataflow_profile(args: argparse.Namespace) -> DataflowProfile:
 
 
 def _check_dataflow_locations(settings: SegmentSettings) -> None:
-    """SEGs and the manifest must go where workers and this machine both reach: a bucket or a DICOMweb server."""
+    """SEGs, the manifest and the staging area must be where workers (and this machine) reach: a bucket or a server."""
     if settings.store_uri.startswith("file://"):
         raise JobInputError(f"--out {settings.store_uri} is a folder on this machine, which Dataflow workers cannot "
                             "write: give gs://bucket/prefix or a DICOMweb URL")
     if not settings.manifest_uri.startswith("gs://"):
         raise JobInputError(f"the manifest {settings.manifest_uri} must be on GCS for a Dataflow run: give --manifest gs://...")
+    if not settings.staging_uri.startswith("gs://"):
+        raise JobInputError(f"the staging area {settings.staging_uri} must be on GCS for a Dataflow run, where the CPU "
+                            "and GPU workers both reach it: give --staging gs://CHECKPOINTS_BUCKET/staging "
+                            "(terraform output checkpoints_bucket)")
 
 
 def _series_refs(args: argparse.Namespace):

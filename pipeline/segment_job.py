@@ -1,17 +1,21 @@
 """Stage 1 as an Apache Beam job: series refs in, SEGs in a store and a manifest out.
 
     series refs ─ PlanOutputs ─ SkipExisting ─┬─ (done: rows of outputs that exist)
-                                              └─ GroupByKey(series) ─ FetchAndSegment[FetchSeries ─ MakeOutputs] ─ rows
+                                              └─ GroupByKey(series) ─ StageSeries ─ Predict ─ EncodeAndStore ─ rows
     all rows ─ ToList ─ merge into the manifest
 
-Elements are ``OutputTask``s (UIDs, a source spec, an augmentation text), never
-volumes. The grouping makes each series download once; fetching and segmenting
-are fused into one stage (no shuffle between them), so the worker that fetched a
-series is the one that reads it from its local disk, and consecutive outputs of
-that series reuse the CT it read. Models are built and loaded once per worker
-process on first use and shared by its threads. Every failure becomes a manifest
-row; nothing a single series or source does can stop the others. On Dataflow,
-``FetchAndSegment`` is the one step with a GPU (``pipeline.dataflow``).
+Elements are ``OutputTask``s and URIs (UIDs, a source spec, an augmentation text, staging URIs),
+never volumes. The grouping makes each series download once. The three steps that do the work
+hand over through the staging area (``pipeline.staging``):
+
+- ``StageSeries`` (CPU): fetch the series, read and check it, stage it as one object;
+- ``Predict`` (the GPU step on Dataflow, ``pipeline.dataflow``): read the staged CT once per series,
+  run every pending source under every augmentation on it, stage each label map;
+- ``EncodeAndStore`` (CPU): encode each label map as a SEG on the CT and store it.
+
+Models are built and loaded once per worker process on first use and shared by its threads. Every
+failure becomes a manifest row naming its step; nothing a single series or source does can stop the
+others, and what was staged before a failure is used, not redone, by the rerun.
 """
 
 from __future__ import annotations
@@ -27,10 +31,20 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.utils.shared import Shared
 
+from pipeline import staging
 from pipeline.dataflow import DataflowProfile, runs_on_dataflow
 from pipeline.inputs import SeriesRef, fetch_series
-from pipeline.manifest import ManifestRow, merge_into_manifest
-from pipeline.stage1 import OutputTask, SourceInfo, existing_output, failed, make_output, plan_outputs
+from pipeline.manifest import WRITTEN, ManifestRow, merge_into_manifest
+from pipeline.stage1 import (
+    OutputTask,
+    SourceInfo,
+    existing_output,
+    failed,
+    plan_outputs,
+    predict_output,
+    store_output,
+)
+from pipeline.staging import Staging
 
 log = logging.getLogger("bonehub.segment")
 
@@ -46,7 +60,8 @@ class SegmentSettings:
     augmentations: tuple[str, ...]  # canonical texts, "none" first
     store_uri: str
     manifest_uri: str
-    cache_dir: str
+    cache_dir: str  # series downloads
+    staging_uri: str  # pipeline.staging: a folder, or gs:// on Dataflow
     seg_type: str = "labelmap"
     idc_endpoint_url: str | None = None
 
@@ -83,25 +98,66 @@ class SkipExisting(beam.DoFn):
             yield task.series.series_uid, task
 
 
-class FetchSeries(beam.DoFn):
-    """Bring one series onto this worker's disk once for all its pending outputs."""
+@dataclass(frozen=True)
+class StagedSeries:
+    """A series' pending outputs and its staged CT: what ``StageSeries`` hands to ``Predict``."""
+
+    ct_uri: str
+    tasks: tuple[OutputTask, ...]
+
+
+@dataclass(frozen=True)
+class StagedOutput:
+    """One output whose label map is staged, with the seconds its inference took."""
+
+    task: OutputTask
+    labels_uri: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class PredictedSeries:
+    """What ``Predict`` hands to ``EncodeAndStore``: the staged label maps of one series.
+
+    ``complete``: every pending output of the series has one (none failed), so once they are stored
+    the staged CT is no longer needed.
+    """
+
+    ct_uri: str
+    outputs: tuple[StagedOutput, ...]
+    complete: bool
+
+
+class StageSeries(beam.DoFn):
+    """Fetch one series, read and check it, and stage it for the GPU step; a CT staged before is used as is."""
 
     def __init__(self, settings: SegmentSettings):
         self.settings = settings
 
     def process(self, keyed: tuple[str, Iterable[OutputTask]]) -> Iterator:
-        _, tasks = keyed
-        tasks = list(tasks)
+        from dicom_io.ct_series import read_ct_series
+
+        series_uid, tasks = keyed
+        tasks = tuple(tasks)
         started = time.perf_counter()
+        step = "stage"
         try:
-            folder = fetch_series(tasks[0].series, self.settings.cache_dir,
-                                  idc_endpoint_url=self.settings.idc_endpoint_url)
+            ct_uri = Staging(self.settings.staging_uri).ct_uri(series_uid)
+            if staging.is_staged(ct_uri):
+                log.info("series %s: staged before, %s", series_uid, ct_uri)
+            else:
+                step = "fetch"
+                folder = fetch_series(tasks[0].series, self.settings.cache_dir,
+                                      idc_endpoint_url=self.settings.idc_endpoint_url)
+                step = "read CT"
+                ct = read_ct_series(folder, series_uid)
+                step = "stage"
+                staging.put_ct(ct_uri, ct)
         except Exception as error:
             for task in tasks:
-                yield beam.pvalue.TaggedOutput(FAILED_TAG, failed(task, "fetch", error, started))
+                yield beam.pvalue.TaggedOutput(FAILED_TAG, failed(task, step, error, started))
             return
-        for task in tasks:
-            yield str(folder), task
+        yield StagedSeries(ct_uri, tasks)
 
 
 class _OnePredictAtATime:
@@ -122,8 +178,8 @@ class LoadedSources:
     """The sources loaded in one worker process, shared by all its threads (``beam.utils.shared``).
 
     Each source is built and loaded once per process (a load failure is remembered), and one
-    ``predict`` runs at a time: on a GPU worker the other threads download, read and encode meanwhile,
-    instead of stacking model copies and activations on one GPU.
+    ``predict`` runs at a time: on a GPU worker the other threads read staged CTs, augment them and
+    stage label maps meanwhile, instead of stacking model copies and activations on one GPU.
     """
 
     def __init__(self) -> None:
@@ -149,64 +205,112 @@ class LoadedSources:
             return self._models[spec]
 
 
-class MakeOutputs(beam.DoFn):
-    """Read the CT (cached for consecutive outputs of the same series), run the source, store the SEG."""
+class Predict(beam.DoFn):
+    """Run every pending output of one series on its staged CT and stage each label map.
+
+    The CT is read once, and each augmented CT made once for all sources that see pixels. A label map
+    staged by an earlier attempt is kept and its source is not run (nor loaded) again.
+    """
 
     def __init__(self, settings: SegmentSettings):
         self.settings = settings
         self._shared = Shared()  # one LoadedSources per process for every thread running this step
 
     def setup(self) -> None:
-        from dicom_io.stores import open_store
-
-        self.store = open_store(self.settings.store_uri)
         self.sources = self._shared.acquire(LoadedSources)
-        self.ct_key: tuple[str, str] | None = None
-        self.ct = None
-        self.seen: dict[str, object] = {}  # augmentation text -> augmented CT of the current series
 
-    def _read_ct(self, folder: str, series_uid: str):
-        from dicom_io.ct_series import read_ct_series
+    def process(self, series: StagedSeries) -> Iterator:
+        area = Staging(self.settings.staging_uri)
+        done, to_run = [], []
+        for task in series.tasks:
+            uri = area.labels_uri(task.series.series_uid, task.seg_uids[1])
+            if staging.is_staged(uri):
+                log.info("%s: label map staged before, %s", task.describe(), uri)
+                done.append(StagedOutput(task, uri, 0.0))
+            else:
+                to_run.append((task, uri))
+        results = self._run(series.ct_uri, to_run) if to_run else []
+        failures = [result for result in results if not isinstance(result, StagedOutput)]
+        for row in failures:
+            yield beam.pvalue.TaggedOutput(FAILED_TAG, row)
+        done += [result for result in results if isinstance(result, StagedOutput)]
+        if done:
+            yield PredictedSeries(series.ct_uri, tuple(done), complete=not failures)
 
-        if self.ct_key != (folder, series_uid):
-            self.ct_key, self.ct, self.seen = None, None, {}  # never keep a stale CT after a failed read
-            self.ct = read_ct_series(folder, series_uid)
-            self.ct_key = (folder, series_uid)
-        return self.ct
+    def _run(self, ct_uri: str, to_run: list[tuple[OutputTask, str]]) -> list[StagedOutput | ManifestRow]:
+        """Each (task, label map URI) run on the staged CT: its staged output, or its failure row."""
+        started = time.perf_counter()
+        try:
+            ct = staging.get_ct(ct_uri)
+        except Exception as error:
+            return [failed(task, "read staged CT", error, started) for task, _ in to_run]
+        seen: dict[str, object] = {}  # augmentation text -> the CT as the sources see it
+        return [self._predict(task, uri, ct, seen) for task, uri in to_run]
 
-    def _seen(self, ct, augmentation: str):
-        """The augmented CT, made once per series and augmentation for all sources that see pixels."""
+    def _predict(self, task: OutputTask, uri: str, ct, seen: dict) -> StagedOutput | ManifestRow:
         from models.augment import parse_augmentation
         from models.segment import augmented_ct
 
-        if augmentation not in self.seen:
-            self.seen[augmentation] = augmented_ct(ct, parse_augmentation(augmentation))
-        return self.seen[augmentation]
-
-    def process(self, element: tuple[str, OutputTask]) -> Iterator[ManifestRow]:
-        folder, task = element
         started = time.perf_counter()
-        try:
-            ct = self._read_ct(folder, task.series.series_uid)
-        except Exception as error:
-            yield failed(task, "read CT", error, started)
-            return
+        step = "load source"
         try:
             model = self.sources.get(task.source.spec)
-        except Exception as error:
-            yield failed(task, "load source", error, started)
-            return
-        seen = None
-        if task.source.sees_pixels:
-            try:
-                seen = self._seen(ct, task.augmentation)
-            except Exception as error:
-                yield failed(task, "augment", error, started)
-                return
-        yield make_output(task, ct, model, self.store, seen)
+            view = None
+            if task.source.sees_pixels:
+                step = "augment"
+                if task.augmentation not in seen:
+                    seen[task.augmentation] = augmented_ct(ct, parse_augmentation(task.augmentation))
+                view = seen[task.augmentation]
+            step = "predict"
+            schema_map = predict_output(task, ct, model, view)
+            step = "stage labels"
+            staging.put_labels(uri, schema_map)
+        except Exception as error:  # a crashed model fails this output only
+            log.debug("%s: traceback of the failure", task.describe(), exc_info=True)
+            return failed(task, step, error, started)
+        return StagedOutput(task, uri, time.perf_counter() - started)
 
     def teardown(self) -> None:
-        self.sources, self.ct, self.seen = None, None, {}  # the models go when the process's last thread lets go
+        self.sources = None  # the models go when the process's last thread lets go
+
+
+class EncodeAndStore(beam.DoFn):
+    """Encode each staged label map of a series as a SEG on its CT and store it; then clear what is done."""
+
+    def __init__(self, settings: SegmentSettings):
+        self.settings = settings
+
+    def setup(self) -> None:
+        from dicom_io.stores import open_store
+
+        self.store = open_store(self.settings.store_uri)
+
+    def process(self, series: PredictedSeries) -> Iterator[ManifestRow]:
+        started = time.perf_counter()
+        try:
+            ct = staging.get_ct(series.ct_uri)
+        except Exception as error:
+            for output in series.outputs:
+                yield failed(output.task, "read staged CT", error, started)
+            return
+        all_stored = series.complete
+        for output in series.outputs:
+            row = self._store(output, ct)
+            all_stored &= row.status == WRITTEN
+            yield row
+        if all_stored:
+            staging.discard(series.ct_uri)
+
+    def _store(self, output: StagedOutput, ct) -> ManifestRow:
+        started = time.perf_counter()
+        try:
+            schema_map = staging.get_labels(output.labels_uri)
+        except Exception as error:
+            return failed(output.task, "read staged labels", error, started)
+        row = store_output(output.task, ct, schema_map, self.store, output.seconds)
+        if row.status == WRITTEN:
+            staging.discard(output.labels_uri)
+        return row
 
 
 class WriteManifest(beam.DoFn):
@@ -219,27 +323,10 @@ class WriteManifest(beam.DoFn):
         yield self.manifest_uri
 
 
-class FetchAndSegment(beam.PTransform):
-    """Tasks grouped by series → (rows of failed fetches, rows of made outputs): the step that runs the sources.
-
-    One composite so that one resource hint covers it: on Dataflow it is the GPU step, and fetch and
-    segment stay on the same worker (``pipeline.dataflow``).
-    """
-
-    def __init__(self, settings: SegmentSettings):
-        super().__init__()
-        self.settings = settings
-
-    def expand(self, by_series):
-        fetched = by_series | "FetchSeries" >> beam.ParDo(FetchSeries(self.settings)).with_outputs(FAILED_TAG, main="fetched")
-        made = fetched.fetched | "MakeOutputs" >> beam.ParDo(MakeOutputs(self.settings))
-        return fetched[FAILED_TAG], made
-
-
 class SegmentSeries(beam.PTransform):
     """Series refs → manifest rows of every (series, source, augmentation) output.
 
-    ``gpu_hints``: Beam resource hints of ``FetchAndSegment`` alone (``DataflowProfile.gpu_hints``).
+    ``gpu_hints``: Beam resource hints of ``Predict`` alone (``DataflowProfile.gpu_hints``).
     """
 
     def __init__(self, settings: SegmentSettings, gpu_hints: Mapping[str, str] | None = None):
@@ -252,11 +339,15 @@ class SegmentSeries(beam.PTransform):
         checked = (series
                    | "PlanOutputs" >> beam.ParDo(PlanOutputs(s))
                    | "SkipExisting" >> beam.ParDo(SkipExisting(s)).with_outputs(DONE, main="pending"))
-        segment = FetchAndSegment(s)
+        staged = (checked.pending
+                  | "BySeries" >> beam.GroupByKey()
+                  | "StageSeries" >> beam.ParDo(StageSeries(s)).with_outputs(FAILED_TAG, main="staged"))
+        predict = beam.ParDo(Predict(s)).with_outputs(FAILED_TAG, main="predicted")
         if self.gpu_hints:
-            segment = segment.with_resource_hints(**self.gpu_hints)
-        fetch_failed, made = checked.pending | "BySeries" >> beam.GroupByKey() | "FetchAndSegment" >> segment
-        return (checked[DONE], fetch_failed, made) | "AllRows" >> beam.Flatten()
+            predict = predict.with_resource_hints(**self.gpu_hints)
+        predicted = staged.staged | "Predict" >> predict
+        made = predicted.predicted | "EncodeAndStore" >> beam.ParDo(EncodeAndStore(s))
+        return (checked[DONE], staged[FAILED_TAG], predicted[FAILED_TAG], made) | "AllRows" >> beam.Flatten()
 
 
 def segment_pipeline(series: Sequence[SeriesRef], settings: SegmentSettings, beam_args: Sequence[str] = (),
@@ -265,7 +356,7 @@ def segment_pipeline(series: Sequence[SeriesRef], settings: SegmentSettings, bea
 
     ``beam_args`` are Beam pipeline options (``--runner``, ``--direct_num_workers``,
     ``--direct_running_mode``, Dataflow options); DirectRunner by default. With the Dataflow runner the
-    job follows ``dataflow`` (``DataflowProfile()`` when None): its GPU hint on ``FetchAndSegment`` and
+    job follows ``dataflow`` (``DataflowProfile()`` when None): its GPU hint on ``Predict`` and
     its defaults for the options not given (``pipeline.dataflow``).
     """
     profile = (dataflow or DataflowProfile()) if runs_on_dataflow(beam_args) else None
@@ -283,4 +374,6 @@ def run_segment_job(series: Sequence[SeriesRef], settings: SegmentSettings, beam
                     dataflow: DataflowProfile | None = None) -> None:
     """Run Stage 1 over ``series`` (``segment_pipeline``) and merge its rows into ``settings.manifest_uri``."""
     os.makedirs(settings.cache_dir, exist_ok=True)
+    if not settings.staging_uri.startswith("gs://"):
+        os.makedirs(settings.staging_uri, exist_ok=True)
     segment_pipeline(series, settings, beam_args, dataflow).run().wait_until_finish()

@@ -2,10 +2,10 @@
 
 An output is one (series, source, augmentation). Its SEG UIDs follow from that
 identity before anything runs, so a rerun can ask the store whether it already
-exists and skip it. ``make_output`` does the work for one output and never
-raises for a bad item: the failure becomes a manifest row naming the step and
-the reason, and the rest of the run goes on. The Beam job in ``segment_job``
-only wraps these functions.
+exists and skip it. ``predict_output`` makes one output's label map and
+``store_output`` encodes and stores it; a bad item never stops the run: its
+failure becomes a manifest row naming the step and the reason (``failed``).
+The Beam job in ``segment_job`` only wraps these functions.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from dicom_io.stores import Store
 from labels.label_sets import present_values
 from models.augment import parse_augmentation
 from models.base import SegmentationModel
-from models.segment import segment_ct, sees_pixels
+from models.segment import sees_pixels, segment_ct
 from pipeline.inputs import SeriesRef
 from pipeline.manifest import EXISTS, FAILED, WRITTEN, ManifestRow
 
@@ -115,19 +115,22 @@ def failed(task: OutputTask, step: str, error: BaseException | str, started: flo
     return task.row(FAILED, error=reason, seconds=time.perf_counter() - started if started else 0.0)
 
 
-def make_output(task: OutputTask, ct: CTSeries, model: SegmentationModel, store: Store,
-                seen: CTSeries | None = None) -> ManifestRow:
-    """Segment, encode and store one output; any failure becomes a FAILED row naming its step.
+def predict_output(task: OutputTask, ct: CTSeries, model: SegmentationModel, seen: CTSeries | None = None) -> np.ndarray:
+    """The schema label map of one output on ``ct``'s grid; raises what the source raises.
 
     ``seen``: the augmented CT when the caller shares it between the sources of a series.
     """
-    started = time.perf_counter()
     log.info("%s: segmenting", task.describe())
-    try:
-        schema_map = segment_ct(ct, model, parse_augmentation(task.augmentation), seen)
-    except Exception as error:  # a crashed model fails this output only
-        log.debug("%s: traceback of the failure", task.describe(), exc_info=True)
-        return failed(task, "predict", error, started)
+    return segment_ct(ct, model, parse_augmentation(task.augmentation), seen)
+
+
+def store_output(task: OutputTask, ct: CTSeries, schema_map: np.ndarray, store: Store,
+                 seconds_before: float = 0.0) -> ManifestRow:
+    """Encode one output's label map as a SEG and store it; a failure becomes a FAILED row naming its step.
+
+    ``seconds_before``: time already spent on this output in earlier steps (inference), for its row.
+    """
+    started = time.perf_counter() - seconds_before
     try:
         seg = write_seg(schema_map, ct, task.provenance, seg_type=task.seg_type)
     except Exception as error:

@@ -24,13 +24,13 @@ from google.protobuf import text_format
 from pipeline.cli import main
 from pipeline.dataflow import ACCELERATOR_URN, DataflowProfile, accelerators, pipeline_proto
 from pipeline.inputs import IDC, SeriesRef
-from pipeline.segment_job import MakeOutputs, SegmentSettings, segment_pipeline
+from pipeline.segment_job import Predict, SegmentSettings, segment_pipeline
 
 IDC_CSV = Path(__file__).resolve().parents[1] / "data" / "idc" / "nlst_review_series.csv"
 IMAGE = "europe-west4-docker.pkg.dev/bonehub-test/bonehub/worker:test"
 DATAFLOW = ["--runner", "DataflowRunner", "--project", "bonehub-test", "--region", "europe-west4",
             "--temp_location", "gs://bonehub-test/tmp"]
-GPU_STEPS = {"Segment/FetchAndSegment/FetchSeries/ParDo(FetchSeries)", "Segment/FetchAndSegment/MakeOutputs"}
+GPU_STEPS = {"Segment/Predict/ParDo(Predict)"}
 L4 = "type:nvidia-l4;count:1;machine_type:g2-standard-8;install-nvidia-driver"
 
 
@@ -65,7 +65,7 @@ def _leaf_hints(proto: beam_runner_api_pb2.Pipeline) -> dict[str, bytes | None]:
 
 def _segment(tmp_path: Path, *extra: str) -> int:
     return main(["segment", "--idc-csv", str(IDC_CSV), "--source", "baseline", "--augment", "rotate(0,0,5)",
-                 "--out", "gs://bonehub-test/seg", *DATAFLOW, *extra])
+                 "--out", "gs://bonehub-test/seg", "--staging", "gs://bonehub-test-checkpoints/staging", *DATAFLOW, *extra])
 
 
 def test_dry_run_proto_puts_the_gpu_on_the_segmentation_step_only(tmp_path, no_network, capsys):
@@ -80,7 +80,8 @@ def test_dry_run_proto_puts_the_gpu_on_the_segmentation_step_only(tmp_path, no_n
     assert {name for name, hint in hints.items() if hint is not None} == GPU_STEPS
     assert {hints[name] for name in GPU_STEPS} == {L4.encode()}
     # the steps that must stay on CPU workers are there, in an environment without the hint
-    for step in ("Segment/PlanOutputs", "Segment/SkipExisting/ParDo(SkipExisting)", "WriteManifest", "Segment/AllRows"):
+    for step in ("Segment/PlanOutputs", "Segment/SkipExisting/ParDo(SkipExisting)", "Segment/StageSeries/ParDo(StageSeries)",
+                 "Segment/EncodeAndStore", "WriteManifest", "Segment/AllRows"):
         assert step in hints and hints[step] is None, step
     assert accelerators(proto) == dict.fromkeys(GPU_STEPS, L4)
     # both environments run the project's worker image
@@ -98,7 +99,8 @@ def test_gpu_is_configurable_and_count_zero_means_cpu_only(tmp_path):
     series = [SeriesRef("1.2.826.0.1.3680043.8.498.1", "1.2.826.0.1.3680043.8.498.2", IDC,
                         "s3://idc-open-data/0000/*", 3)]
     settings = SegmentSettings(sources=(), augmentations=("none",), store_uri="gs://bonehub-test/seg",
-                               manifest_uri="gs://bonehub-test/seg/manifest.parquet", cache_dir=str(tmp_path))
+                               manifest_uri="gs://bonehub-test/seg/manifest.parquet", cache_dir=str(tmp_path),
+                               staging_uri="gs://bonehub-test-checkpoints/staging")
     args = [*DATAFLOW, "--sdk_container_image", IMAGE, "--dry_run=True"]
 
     t4 = DataflowProfile(gpu_type="nvidia-tesla-t4", gpu_count=2, gpu_machine_type="n1-standard-8")
@@ -129,6 +131,8 @@ def test_beam_options_the_user_gives_win_over_the_profile():
     (["--idc-csv", str(IDC_CSV)], "--sdk_container_image"),
     (["--idc-csv", str(IDC_CSV), "--sdk_container_image", IMAGE, "--out", "{tmp}/seg"], "Dataflow workers cannot write"),
     (["--idc-csv", str(IDC_CSV), "--sdk_container_image", IMAGE, "--manifest", "{tmp}/m.parquet"], "must be on GCS"),
+    (["--idc-csv", str(IDC_CSV), "--sdk_container_image", IMAGE], "the staging area"),  # CACHE_DIR/staging by default
+    (["--idc-csv", str(IDC_CSV), "--sdk_container_image", IMAGE, "--staging", "{tmp}/staging"], "--staging gs://"),
     (["--idc-csv", str(IDC_CSV), "--sdk_container_image", IMAGE, "--gpu-count", "-1"], "not a GPU"),
 ])
 def test_jobs_dataflow_workers_could_not_run_fail_at_once(tmp_path, capsys, extra, reason):
@@ -169,8 +173,9 @@ def test_threads_of_a_process_share_one_loaded_source_and_predict_one_at_a_time(
     log = tmp_path / "calls.txt"
     spec = f"plugin:tests.cloud.test_dataflow_profile:RecordingSource?log={log}"
     settings = SegmentSettings(sources=(), augmentations=("none",), store_uri=str(tmp_path / "seg"),
-                               manifest_uri=str(tmp_path / "manifest.parquet"), cache_dir=str(tmp_path))
-    shipped = pickle.dumps(MakeOutputs(settings))  # as Beam ships the DoFn to each worker thread
+                               manifest_uri=str(tmp_path / "manifest.parquet"), cache_dir=str(tmp_path),
+                               staging_uri=str(tmp_path / "staging"))
+    shipped = pickle.dumps(Predict(settings))  # as Beam ships the DoFn to each worker thread
     dofns = [pickle.loads(shipped) for _ in range(4)]
     for dofn in dofns:
         dofn.setup()

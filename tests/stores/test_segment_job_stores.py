@@ -11,7 +11,8 @@ from dicom_io.sr_writer import qc_sr_uids
 from dicom_io.stores import open_store
 from pipeline.cli import main
 from pipeline.manifest import read_manifest
-from pipeline.table_io import read_bytes, read_table
+from pipeline.blobs import read_bytes
+from pipeline.table_io import read_table
 
 PRECOMPUTED = "precomputed:{table}?label_set=totalsegmentator_total&name=TotalSegmentator total&version=2"
 

@@ -1,0 +1,61 @@
+"""Whole objects by URI, in a local folder or on GCS: the run's tables, reports and staged series.
+
+Writes replace an object whole (a temporary file renamed locally; one upload on GCS, atomic per
+object), so a reader never sees half of one, and a step that dies mid-write leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def read_bytes(uri: str) -> bytes | None:
+    """The object at ``uri`` (local path or ``gs://``), or None when there is none."""
+    if uri.startswith("gs://"):
+        blob = _gcs_blob(uri)
+        return blob.download_as_bytes() if blob.exists() else None
+    path = Path(uri)
+    return path.read_bytes() if path.is_file() else None
+
+
+def write_bytes(uri: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+    if uri.startswith("gs://"):
+        _gcs_blob(uri).upload_from_string(data, content_type=content_type)
+        return
+    path = Path(uri)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    partial.write_bytes(data)
+    os.replace(partial, path)
+
+
+def exists(uri: str) -> bool:
+    return _gcs_blob(uri).exists() if uri.startswith("gs://") else Path(uri).is_file()
+
+
+def delete(uri: str) -> None:
+    """Remove the object at ``uri``; one already gone is no error (a retried step deletes twice)."""
+    if uri.startswith("gs://"):
+        from google.api_core.exceptions import NotFound
+
+        try:
+            _gcs_blob(uri).delete()
+        except NotFound:
+            pass
+        return
+    Path(uri).unlink(missing_ok=True)
+
+
+def join(root: str, *parts: str) -> str:
+    """``root/part/...`` for a folder or a ``gs://`` prefix."""
+    return "/".join([root.rstrip("/"), *parts]) if root.startswith("gs://") else str(Path(root, *parts))
+
+
+def _gcs_blob(uri: str):
+    from dicom_io.stores import gcs_client
+
+    bucket, _, name = uri.removeprefix("gs://").partition("/")
+    if not bucket or not name:
+        raise ValueError(f"URI {uri!r} is not of the form gs://bucket/path/name")
+    return gcs_client().bucket(bucket).blob(name)

@@ -1,0 +1,99 @@
+"""Stage 1's hand-over between its CPU and GPU steps (``pipeline.staging``), and the rerun it makes cheap.
+
+The staged CT must be the ``CTSeries`` the reader gave, bit for bit; a label map inferred before a
+failure must be used by the rerun instead of running the source again; and nothing stays staged once
+every output of a series is stored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dicom_io.ct_archive import ct_from_bytes, ct_to_bytes
+from dicom_io.errors import DicomInputError
+from pipeline import staging
+from pipeline.cli import main
+from pipeline.staging import Staging, StagingMissingError
+
+SOURCE = "plugin:tests.support.counting_source:CountingSource?calls={calls}"
+
+
+def _same_ct(a, b) -> None:
+    assert b.volume.array.dtype == a.volume.array.dtype == np.float32
+    assert np.array_equal(a.volume.array, b.volume.array)
+    assert a.volume.geometry_equal(b.volume) and np.array_equal(a.volume.affine, b.volume.affine)
+    assert (b.series_instance_uid, b.study_instance_uid, b.frame_of_reference_uid) == (
+        a.series_instance_uid, a.study_instance_uid, a.frame_of_reference_uid)
+    assert list(b.datasets) == list(a.datasets)  # every header element, private tags included
+    assert [d.file_meta for d in b.datasets] == [d.file_meta for d in a.datasets]
+
+
+def test_staged_ct_is_the_series_as_read(sample_ct, tmp_path):
+    data = ct_to_bytes(sample_ct)
+    assert len(data) < sample_ct.volume.array.nbytes  # whole HU values travel as int16
+    _same_ct(sample_ct, ct_from_bytes(data))
+
+    # HU that are not whole numbers (a rescale slope of 0.5, an intensity augmentation) travel as float32
+    fractional = dataclasses.replace(sample_ct, volume=sample_ct.volume.with_array(sample_ct.volume.array + 0.25))
+    _same_ct(fractional, ct_from_bytes(ct_to_bytes(fractional)))
+
+    area = Staging(str(tmp_path / "staging"))
+    uri = area.ct_uri(sample_ct.series_instance_uid)
+    assert uri == str(tmp_path / "staging" / sample_ct.series_instance_uid / "ct.npz")
+    staging.put_ct(uri, sample_ct)
+    _same_ct(sample_ct, staging.get_ct(uri))
+    staging.discard(uri)
+    staging.discard(uri)  # a retried step discards twice
+    with pytest.raises(StagingMissingError, match="not staged"):
+        staging.get_ct(uri)
+
+    Path(uri).parent.mkdir(parents=True, exist_ok=True)
+    Path(uri).write_bytes(b"PK\x03\x04 not an archive")
+    with pytest.raises(DicomInputError, match=f"{uri} is not a staged CT"):
+        staging.get_ct(uri)
+    with pytest.raises(ValueError, match="SeriesInstanceUID"):
+        area.ct_uri("../../etc")
+
+
+def test_labels_round_trip_compressed(sample_ct, tmp_path):
+    labels = np.zeros(sample_ct.volume.spatial_shape, dtype=np.uint16)
+    labels[5:9, 20:40, 30:60] = 301
+    uri = Staging(str(tmp_path)).labels_uri(sample_ct.series_instance_uid, "1.2.826.0.1.3680043.8.498.5")
+    staging.put_labels(uri, labels)
+    back = staging.get_labels(uri)
+    assert back.dtype == labels.dtype and np.array_equal(back, labels)
+    assert Path(uri).stat().st_size < labels.nbytes / 20
+
+
+def test_rerun_after_a_failed_store_uses_the_staged_label_maps(sample_dir, sample_ct, tmp_path, caplog):
+    calls, store, staged = tmp_path / "calls.txt", tmp_path / "seg", tmp_path / "staging"
+    args = ["segment", "--dicom-folder", str(sample_dir / "ct"), "--source", SOURCE.format(calls=calls),
+            "--augment", "noise(20)", "--out", str(store), "--staging", str(staged), "--cache-dir", str(tmp_path / "cache")]
+    store.mkdir()
+    (store / sample_ct.study_instance_uid).write_text("in the way")  # the store cannot make the study's folder
+
+    assert main(args) == 0
+    manifest = pd.read_parquet(store / "manifest.parquet")
+    assert len(manifest) == 2 and set(manifest.status) == {"failed"}
+    assert all(error.startswith("store: NotADirectoryError") for error in manifest.error)
+    assert calls.read_text().splitlines() == [sample_ct.series_instance_uid] * 2
+    series_dir = staged / sample_ct.series_instance_uid
+    assert sorted(p.name for p in series_dir.iterdir()) == sorted(
+        ["ct.npz", *(f"{uid}.labels.npz" for uid in manifest.seg_sop_instance_uid)])
+
+    (store / sample_ct.study_instance_uid).unlink()
+    caplog.set_level(logging.INFO, logger="bonehub.segment")
+    assert main(args) == 0
+    manifest = pd.read_parquet(store / "manifest.parquet")
+    assert len(manifest) == 2 and set(manifest.status) == {"written"}
+    assert calls.read_text().splitlines() == [sample_ct.series_instance_uid] * 2  # the source did not run again
+    assert sum("label map staged before" in r.getMessage() for r in caplog.records) == 2
+    assert sum(f"series {sample_ct.series_instance_uid}: staged before" in r.getMessage() for r in caplog.records) == 1
+    assert all(Path(location.removeprefix("file://")).is_file() for location in manifest.location)
+    assert not series_dir.exists() or not any(series_dir.iterdir())  # all stored: nothing left staged
