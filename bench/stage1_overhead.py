@@ -9,12 +9,14 @@ with the phantom of seeds 1 and 2 (up to 3 % larger or smaller, shifted by up
 to 5 mm), so the three sources disagree a little, as real models do.
 
 Ours, as Stage 1 runs it (the order of ``models.segment.segment_ct``, then
-``pipeline.stage1.make_output``): ``read_ct_series`` once per series;
+``pipeline.stage1.store_output``): ``read_ct_series`` once per series;
 ``augmented_ct`` once per series and augmentation, shared by the sources (as
-``MakeOutputs`` does); per output the stand-in (timed, not counted), ``to_schema``
+``Predict`` does); per output the stand-in (timed, not counted), ``to_schema``
 on the augmented CT (harmonize, native -> schema ids), ``invert`` (back onto
 the source grid), ``write_seg`` (LABELMAP, RLE) and ``LocalStore.put``.
-The steps are timed one by one, so those functions are not called whole.
+The steps are timed one by one, so those functions are not called whole. The
+staging hand-over between Stage 1's steps is not in this benchmark (its cost is
+measured by ``bench.cost_model.measure``).
 
 Anchor, as IDC's CloudSegmentator and MHub's converters do it: ``dcm2niix``
 converts the DICOM series to NIfTI once (CloudSegmentator's flags); per output
@@ -196,7 +198,7 @@ def run_ours(ct: CTSeries, stand_ins: dict[str, StandIn], store_dir: Path) -> tu
     """Every output through Stage 1's steps, each step timed; returns the outputs and their schema maps."""
     store = open_store(store_dir)
     outputs, schema_maps = [], []
-    seen_by_augmentation: dict[str, CTSeries] = {}  # as MakeOutputs does: one augmented CT per series and augmentation
+    seen_by_augmentation: dict[str, CTSeries] = {}  # as Predict does: one augmented CT per series and augmentation
     for name, text in OUTPUTS:
         aug = parse_augmentation(text)
         stand_in = stand_ins[name]

@@ -2,21 +2,22 @@
 
 ``bonehub segment ... --runner DataflowRunner`` builds Stage 1 with a ``DataflowProfile``:
 
-- **GPU step.** ``FetchAndSegment`` (download one series, read it, run the sources, encode and store
-  the SEGs) carries the Beam resource hint ``accelerator`` (``type:nvidia-l4;count:1;...``); Dataflow's
-  right fitting runs it on a GPU worker pool and every other step (planning, store look-ups, grouping,
-  the manifest) on CPU workers. The download belongs to the GPU step on purpose: a fetched series lies
-  on the local disk of the worker that fetched it, and a step in another worker pool cannot read it;
-  moving volumes between steps instead would break the rule of small elements. The waiting is hidden
-  by threads (next point), not paid for in GPU time.
+- **GPU step.** ``Predict`` (read a staged CT, run the sources on it, stage the label maps) carries
+  the Beam resource hint ``accelerator`` (``type:nvidia-l4;count:1;...``); Dataflow's right fitting
+  runs it on a GPU worker pool and every other step on CPU workers: planning and store look-ups,
+  ``StageSeries`` (download, read and check a series, stage it) and ``EncodeAndStore`` (SEG encoding
+  and storing), the manifest. Steps in different pools share no disk, so they hand over through the
+  staging area (``pipeline.staging``, ``--staging gs://...``: the checkpoints bucket), and elements
+  carry only its URIs. A T4 or L4 hour costs as much as 7.5 or 12 vCPU hours (Dataflow list prices,
+  docs/cost_model.md), so downloads and encoding, which leave the GPU idle, are kept off it.
 - **One model per GPU.** Dataflow starts one SDK process per vCPU, and every process that loads a
   model puts another copy on the same GPU. ``--experiments=no_use_multiple_sdk_containers`` starts one
   process per worker VM (with ``count:1``, one per GPU); in it the loaded sources are shared by all
   harness threads (``beam.utils.shared``, as Beam's RunInference does) and one inference runs at a time
-  (``segment_job.MakeOutputs``), while the other threads (``--number_of_worker_harness_threads``, 4 by
-  default) download, read and encode the next series. NVIDIA MPS (several processes sharing one GPU)
-  is the alternative Dataflow offers; it multiplies the model's GPU memory, which nnU-Net models of
-  several GB cannot afford.
+  (``segment_job.LoadedSources``), while the other threads (``--number_of_worker_harness_threads``, 4 by
+  default) read the next staged CT and stage finished label maps. NVIDIA MPS (several processes
+  sharing one GPU) is the alternative Dataflow offers; it multiplies the model's GPU memory, which
+  nnU-Net models of several GB cannot afford.
 - **Image.** Workers run the project's image (``--sdk_container_image``, built from the Dockerfile with
   the project, its models and Beam's boot entrypoint installed), so nothing is staged at start-up and
   ``--save_main_session`` is not needed: every DoFn is importable from the ``pipeline`` package.
@@ -51,8 +52,8 @@ class DataflowProfile:
     gpu_count: int = 1  # 0: no accelerator hint (sources that need no GPU: baseline, precomputed)
     gpu_machine_type: str | None = "g2-standard-8"  # must suit the GPU: g2-* for L4, n1-* for T4
     max_num_workers: int = 20  # a cost ceiling: Dataflow's own cap is 1000 workers
-    disk_size_gb: int = 100  # worker image (CUDA, torch, weights) plus the series cache
-    harness_threads: int = 4  # one thread infers, the others fetch, read and encode
+    disk_size_gb: int = 100  # worker image (CUDA, torch, weights) plus the series being fetched
+    harness_threads: int = 4  # on a GPU worker one thread infers while the others read and stage
 
     def __post_init__(self) -> None:
         if self.gpu_count < 0 or not self.gpu_type or any(c in self.gpu_type for c in ";: "):
@@ -68,7 +69,7 @@ class DataflowProfile:
         return ";".join([f"type:{self.gpu_type}", f"count:{self.gpu_count}", *machine, "install-nvidia-driver"])
 
     def gpu_hints(self) -> dict[str, str]:
-        """Resource hints of the segmentation step (``PTransform.with_resource_hints(**hints)``)."""
+        """Resource hints of the inference step, ``Predict`` (``PTransform.with_resource_hints(**hints)``)."""
         return {"accelerator": self.accelerator} if self.gpu_count else {}
 
     def pipeline_args(self, beam_args: Sequence[str]) -> list[str]:

@@ -62,6 +62,13 @@ locals {
       isOptional = true
     },
     {
+      name       = "staging"
+      label      = "Staging area"
+      helpText   = "gs:// prefix where read CTs and label maps wait between the CPU and GPU steps, e.g. gs://CHECKPOINTS_BUCKET/staging (the checkpoints_bucket output)"
+      isOptional = false
+      regexes    = ["^gs://.+"]
+    },
+    {
       name       = "manifest"
       label      = "Manifest"
       helpText   = "Manifest parquet (gs://...); default: OUT/manifest.parquet"

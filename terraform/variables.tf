@@ -48,7 +48,7 @@ variable "temp_retention_days" {
 }
 
 variable "checkpoint_retention_days" {
-  description = "Days after which objects in the checkpoint bucket (fetched-series cache, resumable job state) are deleted."
+  description = "Days after which objects in the checkpoint bucket (Stage 1's staged CTs and label maps that a failed run left for its rerun) are deleted."
   type        = number
   default     = 30
 

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pydicom
 
 from dicom_io.seg_reader import read_seg
 from dicom_io.sr_reader import read_qc_sr
 from dicom_io.sr_writer import qc_sr_uids
-from dicom_io.stores import open_store
+from dicom_io.stores import gcs_client, open_store
+from pipeline import staging
+from pipeline.blobs import read_bytes
 from pipeline.cli import main
 from pipeline.manifest import read_manifest
-from pipeline.blobs import read_bytes
+from pipeline.staging import Staging
 from pipeline.table_io import read_table
 
 PRECOMPUTED = "precomputed:{table}?label_set=totalsegmentator_total&name=TotalSegmentator total&version=2"
@@ -49,10 +52,13 @@ def test_dicomweb_in_and_out(empty_orthanc, sample_dir, sample_ct, tmp_path):
     assert len(orthanc.list_instances(modality="SR")) == 1
 
 
-def test_gcs_output_and_manifest(gcs_bucket, sample_dir, sample_ct, tmp_path):
+def test_gcs_output_manifest_and_staging(gcs_bucket, sample_dir, sample_ct, tmp_path):
+    """Everything a Dataflow run keeps in buckets: SEGs, manifest, QC outputs, and the staging between its steps."""
     out = f"gs://{gcs_bucket}/bonehub/run1"
-    assert main(["run", "--dicom-folder", str(sample_dir / "ct"), "--source", "baseline",
-                 "--out", out, "--cache-dir", str(tmp_path / "cache")]) == 0
+    assert main(["run", "--dicom-folder", str(sample_dir / "ct"), "--source", "baseline", "--out", out,
+                 "--staging", f"gs://{gcs_bucket}/checkpoints/staging", "--cache-dir", str(tmp_path / "cache")]) == 0
+    bucket = gcs_client().bucket(gcs_bucket)
+    assert list(bucket.list_blobs(prefix="checkpoints/")) == []  # the SEG is stored: nothing left staged
     manifest = read_manifest(f"{out}/manifest.parquet")
     assert list(manifest.status) == ["written"]
     (row,) = manifest.itertuples()
@@ -67,3 +73,17 @@ def test_gcs_output_and_manifest(gcs_bucket, sample_dir, sample_ct, tmp_path):
     assert read_qc_sr(store.get(sample_ct.study_instance_uid, *qc_sr_uids(sample_ct.series_instance_uid)))[0]["bone"] == "skeleton"
     assert qc_series.sr_sop_uid == qc_sr_uids(sample_ct.series_instance_uid)[1]
     assert b"<img" in read_bytes(f"{out}/qc/qc_report.html")
+
+
+def test_staged_objects_in_a_bucket(gcs_bucket, sample_ct):
+    area = Staging(f"gs://{gcs_bucket}/checkpoints/staging/")
+    ct_uri = area.ct_uri(sample_ct.series_instance_uid)
+    assert ct_uri == f"gs://{gcs_bucket}/checkpoints/staging/{sample_ct.series_instance_uid}/ct.npz"
+    assert not staging.is_staged(ct_uri)
+    staging.put_ct(ct_uri, sample_ct)
+    back = staging.get_ct(ct_uri)
+    assert back.volume.array.dtype == sample_ct.volume.array.dtype
+    assert np.array_equal(back.volume.array, sample_ct.volume.array) and list(back.datasets) == list(sample_ct.datasets)
+    staging.discard(ct_uri)
+    staging.discard(ct_uri)  # gone already: no error
+    assert not staging.is_staged(ct_uri)
