@@ -15,8 +15,9 @@ folder or bucket can be pushed to a DICOMweb server unchanged.
 
 Errors: a store that cannot be reached or used (connection refused, timeout, no credentials,
 missing bucket, HTTP 401/403) raises ``StoreUnavailableError`` naming the store URI; a write the
-server refuses raises ``StoreWriteError`` naming the SOP instance and the HTTP status; a missing
-object raises ``InstanceNotFoundError``. Logs name UIDs and store URIs only, never patient data
+server refuses raises ``StoreWriteError`` naming the SOP instance and the HTTP status (a DICOMweb
+server that will not overwrite a changed copy, HTTP 409, gets its copy deleted and the new one
+stored: ``DicomWebStore._stow``); a missing object raises ``InstanceNotFoundError``. Logs name UIDs and store URIs only, never patient data
 or tokens.
 """
 
@@ -56,6 +57,17 @@ class StoreUnavailableError(StoreError):
 
 class StoreWriteError(StoreError):
     """The store refused an object (the message names the SOP instance and the reason)."""
+
+
+class StoreConflictError(StoreWriteError):
+    """The server holds a different object under the same UIDs and will not overwrite it (HTTP 409).
+
+    ``refused``: the SOP Instance UIDs the answer names as failed (all of the request's when it names none).
+    """
+
+    def __init__(self, message: str, refused: Sequence[str] = ()):
+        super().__init__(message)
+        self.refused = tuple(refused)
 
 
 class InstanceNotFoundError(StoreError, LookupError):
@@ -535,6 +547,39 @@ class DicomWebStore:
         return [self._instance_url(*key) for key in keys]
 
     def _stow(self, batch: list[Dataset]) -> None:
+        """Store ``batch`` by STOW-RS, replacing what the server holds under the same UIDs, as every store does.
+
+        Orthanc keeps or overwrites a re-sent instance; the Google Cloud Healthcare API accepts an identical
+        copy but answers 409 Conflict to a changed one (a rerun's consensus SEG or QC SR, a Beam retry that
+        re-encodes a SEG with a new content time). Then the instances of the batch that the server already
+        holds are deleted (Delete Instance: not in the DICOMweb standard, offered by the Healthcare API and
+        dcm4chee) and the batch is sent once more. Only UIDs this call writes are ever deleted.
+        """
+        try:
+            self._post(batch)
+        except StoreConflictError as conflict:
+            if not self._delete_existing(batch, conflict):
+                raise
+            self._post(batch)
+
+    def _delete_existing(self, batch: list[Dataset], conflict: StoreConflictError) -> bool:
+        """Delete the refused instances of ``batch`` that the server holds; whether there were any."""
+        refused = [key for key in map(_instance_uids, batch) if key[2] in conflict.refused]
+        held = [key for key in refused if self.exists(*key)]
+        client = self._get_client()
+        for study, series, sop in held:
+            with self._errors("replace"):
+                try:
+                    client.delete_instance(study, series, sop)
+                except Exception as e:
+                    if _status(e) in (401, 403, *RETRIED_STATUSES):
+                        raise
+                    raise StoreConflictError(f"{conflict}; replacing SOP instance {sop} needs Delete Instance, which "
+                                             f"{self.uri} refused: HTTP {_status(e)}") from None
+            logger.info("replaced SOP instance %s in %s (the server refused a changed copy with HTTP 409)", sop, self.uri)
+        return bool(held)
+
+    def _post(self, batch: list[Dataset]) -> None:
         """One STOW-RS request; a refusal raises ``StoreWriteError`` naming the instances and the reason."""
         import requests
 
@@ -549,11 +594,13 @@ class DicomWebStore:
                 if _status(e) in (401, 403, *RETRIED_STATUSES):
                     raise  # a store we cannot use now, not a refused object
                 body = _parse_stow_body(e.response)
-                reasons = [reason for sop in sops for reason in _stow_failures(body, sop)]
-                raise StoreWriteError(
-                    f"STOW-RS of {what} to {self.uri} failed: HTTP {e.response.status_code} {e.response.reason}"
-                    + (f"; {'; '.join(reasons)}" if reasons else "")
-                ) from None
+                failed = {sop: _stow_failures(body, sop) for sop in sops}
+                reasons = [reason for sop in sops for reason in failed[sop]]
+                message = (f"STOW-RS of {what} to {self.uri} failed: HTTP {e.response.status_code} {e.response.reason}"
+                           + (f"; {'; '.join(reasons)}" if reasons else ""))
+                if e.response.status_code == 409:
+                    raise StoreConflictError(message, [sop for sop in sops if failed[sop]] or sops) from None
+                raise StoreWriteError(message) from None
         failures = [reason for sop in sops for reason in _stow_failures(response, sop)]
         if failures:
             raise StoreWriteError(f"STOW-RS of {what} to {self.uri} failed: {'; '.join(failures)}")

@@ -8,8 +8,6 @@ keeps the ones it accepted, so the tests count attempts and arrivals from the se
 from __future__ import annotations
 
 import copy
-import io
-import json
 import re
 import threading
 import time
@@ -17,12 +15,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import pydicom
 import pytest
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+from pydicom.uid import generate_uid
 
 from dicom_io.stores import DicomWebStore, StoreUnavailableError, StoreWriteError
+from tests.support.stow import dicom_parts, small_instance, sop_uid, stow_response
 
 Answer = tuple[int, dict[str, str]]  # HTTP status, extra headers
 
@@ -36,33 +33,6 @@ class StowServer:
     stored: list[str] = field(default_factory=list)
 
 
-def _sop_uids(body: bytes, content_type: str) -> list[str]:
-    """SOP Instance UIDs of the DICOM parts of a multipart/related STOW-RS body."""
-    boundary = re.search(r'boundary="?([^";]+)"?', content_type).group(1).encode()
-    uids = []
-    for part in body.split(b"\r\n--" + boundary)[1:]:
-        if part.startswith(b"--"):  # the closing delimiter
-            break
-        _, data = part.split(b"\r\n\r\n", 1)
-        uids.append(str(pydicom.dcmread(io.BytesIO(data), force=True).SOPInstanceUID))
-    return uids
-
-
-def _stow_response(stored: list[str], failed: list[str], failure_reason: int = 0x0111) -> bytes:
-    """A PS3.18 STOW-RS response body in DICOM JSON: referenced (stored) and failed SOP instances."""
-    def item(uid: str, **extra) -> dict:
-        return {"00081150": {"vr": "UI", "Value": [SecondaryCaptureImageStorage]},
-                "00081155": {"vr": "UI", "Value": [uid]}, **extra}
-
-    body = {}
-    if stored:
-        body["00081199"] = {"vr": "SQ", "Value": [item(uid) for uid in stored]}
-    if failed:
-        body["00081198"] = {"vr": "SQ", "Value": [item(uid, **{"00081197": {"vr": "US", "Value": [failure_reason]}})
-                                                  for uid in failed]}
-    return json.dumps(body).encode()
-
-
 @pytest.fixture
 def stow_server() -> Iterator[Callable[[Callable[[int], Answer]], StowServer]]:
     """Start a STOW-RS server whose answer to the n-th request (0-based) is ``script(n)``; 200 stores the instances."""
@@ -72,14 +42,14 @@ def stow_server() -> Iterator[Callable[[Callable[[int], Answer]], StowServer]]:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                uids = _sop_uids(body, self.headers["Content-Type"])
+                uids = [sop_uid(part) for part in dicom_parts(body, self.headers["Content-Type"])]
                 status, headers = script(len(seen.attempts))
                 seen.attempts.append((status, uids))
                 if status == 200:
                     seen.stored.extend(uids)
-                    payload = _stow_response(uids, [])
+                    payload = stow_response(uids, [])
                 elif status in (400, 409):  # a refusal that names the instances, as PS3.18 asks
-                    payload = _stow_response([], uids)
+                    payload = stow_response([], uids)
                 else:
                     payload = b""
                 self.send_response(status)
@@ -90,6 +60,11 @@ def stow_server() -> Iterator[Callable[[Callable[[int], Answer]], StowServer]]:
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
+
+            def do_GET(self) -> None:  # QIDO-RS: the store asks whether a refused instance is held; it is not
+                self.send_response(204)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
 
             def log_message(self, *args) -> None:  # keep the test output clean
                 pass
@@ -106,25 +81,6 @@ def stow_server() -> Iterator[Callable[[Callable[[int], Answer]], StowServer]]:
         server.server_close()
 
 
-def _instance(study_uid: str | None = None, payload_bytes: int = 0) -> Dataset:
-    """A small Secondary Capture instance, with ``payload_bytes`` of comment text to give it a size."""
-    ds = Dataset()
-    ds.SOPClassUID = SecondaryCaptureImageStorage
-    ds.SOPInstanceUID = generate_uid()
-    ds.StudyInstanceUID = study_uid or generate_uid()
-    ds.SeriesInstanceUID = generate_uid()
-    ds.Modality = "OT"
-    ds.PatientID = "BONEHUB-TEST"
-    if payload_bytes:
-        ds.add_new(0x00091010, "OB", bytes(payload_bytes))  # private data: only here to make the instance big
-        ds.add_new(0x00090010, "LO", "BONEHUB TEST")
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    return ds
-
-
 def _store(url: str, retries: int = 3) -> DicomWebStore:
     return DicomWebStore(url, timeout=5, retries=retries, backoff_s=0.05, max_wait_s=2.0)
 
@@ -132,7 +88,7 @@ def _store(url: str, retries: int = 3) -> DicomWebStore:
 def test_busy_server_is_retried_with_backoff_and_retry_after(stow_server):
     script = {0: (503, {}), 1: (429, {"Retry-After": "1"})}
     server = stow_server(lambda n: script.get(n, (200, {})))
-    ds = _instance()
+    ds = small_instance()
 
     started = time.monotonic()
     location = _store(server.url).put(ds)
@@ -149,7 +105,7 @@ def test_server_busy_forever_fails_after_the_retries_quickly_naming_url_and_stat
     server = stow_server(lambda n: (503, {}))
     started = time.monotonic()
     with pytest.raises(StoreUnavailableError, match=rf"{re.escape(server.url)}.*HTTP 503 after 3 retries"):
-        _store(server.url, retries=3).put(_instance())
+        _store(server.url, retries=3).put(small_instance())
     assert len(server.attempts) == 4 and server.stored == []
     assert time.monotonic() - started < 2.0
 
@@ -158,7 +114,7 @@ def test_retry_after_longer_than_the_cap_does_not_park_the_caller(stow_server):
     server = stow_server(lambda n: (429, {"Retry-After": "10"}))  # uncapped, this test would take 20 s and fail
     started = time.monotonic()
     with pytest.raises(StoreUnavailableError, match="HTTP 429 after 2 retries"):
-        DicomWebStore(server.url, timeout=5, retries=2, backoff_s=0.05, max_wait_s=0.2).put(_instance())
+        DicomWebStore(server.url, timeout=5, retries=2, backoff_s=0.05, max_wait_s=0.2).put(small_instance())
     assert len(server.attempts) == 3
     assert time.monotonic() - started < 2.0  # two waits of at most max_wait_s
 
@@ -166,7 +122,7 @@ def test_retry_after_longer_than_the_cap_does_not_park_the_caller(stow_server):
 @pytest.mark.parametrize("status", [400, 409])
 def test_refused_stow_is_not_retried(stow_server, status):
     server = stow_server(lambda n: (status, {}))
-    ds = _instance()
+    ds = small_instance()
     with pytest.raises(StoreWriteError, match=rf"SOP instance {re.escape(ds.SOPInstanceUID)}.*HTTP {status}.*0x0111"):
         _store(server.url).put(ds)
     assert len(server.attempts) == 1 and server.stored == []
@@ -175,8 +131,8 @@ def test_refused_stow_is_not_retried(stow_server, status):
 def test_put_many_sends_batches_by_count_and_bytes_and_retries_each(stow_server):
     server = stow_server(lambda n: (503, {}) if n == 1 else (200, {}))  # the second request is retried once
     study = generate_uid()
-    small = [_instance(study) for _ in range(5)]
-    big = _instance(study, payload_bytes=300_000)
+    small = [small_instance(study) for _ in range(5)]
+    big = small_instance(study, payload_bytes=300_000)
     datasets = [*small[:3], big, *small[3:]]
 
     locations = _store(server.url).put_many(datasets, max_instances=2, max_bytes=200_000)
@@ -193,7 +149,7 @@ def test_put_many_sends_batches_by_count_and_bytes_and_retries_each(stow_server)
 
 def test_put_many_stops_at_the_first_refused_batch_naming_its_instances(stow_server):
     server = stow_server(lambda n: (409, {}) if n == 1 else (200, {}))
-    datasets = [_instance() for _ in range(5)]
+    datasets = [small_instance() for _ in range(5)]
     with pytest.raises(StoreWriteError, match=r"2 SOP instances .*HTTP 409") as caught:
         _store(server.url).put_many(datasets, max_instances=2)
     assert all(ds.SOPInstanceUID in str(caught.value) for ds in datasets[2:4])
