@@ -9,7 +9,7 @@ with the phantom of seeds 1 and 2 (up to 3 % larger or smaller, shifted by up
 to 5 mm), so the three sources disagree a little, as real models do.
 
 Ours, as Stage 1 runs it (the order of ``models.segment.segment_ct``, then
-``pipeline.stage1.store_output``): ``read_ct_series`` once per series;
+``pipeline.stage1.encode_output``): ``read_ct_series`` once per series;
 ``augmented_ct`` once per series and augmentation, shared by the sources (as
 ``Predict`` does); per output the stand-in (timed, not counted), ``to_schema``
 on the augmented CT (harmonize, native -> schema ids), ``invert`` (back onto

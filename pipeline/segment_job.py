@@ -11,7 +11,7 @@ hand over through the staging area (``pipeline.staging``):
 - ``StageSeries`` (CPU): fetch the series, read and check it, stage it as one object;
 - ``Predict`` (the GPU step on Dataflow, ``pipeline.dataflow``): read the staged CT once per series,
   run every pending source under every augmentation on it, stage each label map;
-- ``EncodeAndStore`` (CPU): encode each label map as a SEG on the CT and store it.
+- ``EncodeAndStore`` (CPU): encode each label map as a SEG on the CT and store the series' SEGs together.
 
 Models are built and loaded once per worker process on first use and shared by its threads. Every
 failure becomes a manifest row naming its step; nothing a single series or source does can stop the
@@ -38,11 +38,12 @@ from pipeline.manifest import WRITTEN, ManifestRow, merge_into_manifest
 from pipeline.stage1 import (
     OutputTask,
     SourceInfo,
+    encode_output,
     existing_output,
     failed,
     plan_outputs,
     predict_output,
-    store_output,
+    written,
 )
 from pipeline.staging import Staging
 
@@ -275,7 +276,11 @@ class Predict(beam.DoFn):
 
 
 class EncodeAndStore(beam.DoFn):
-    """Encode each staged label map of a series as a SEG on its CT and store it; then clear what is done."""
+    """Encode each staged label map of a series as a SEG on its CT, store them together, clear what is stored.
+
+    The SEGs of a series go in one ``put_many`` (one STOW-RS request to a DICOMweb store). When that
+    fails, each is sent alone, so every output's row says whether it, not its batch, was stored.
+    """
 
     def __init__(self, settings: SegmentSettings):
         self.settings = settings
@@ -293,24 +298,47 @@ class EncodeAndStore(beam.DoFn):
             for output in series.outputs:
                 yield failed(output.task, "read staged CT", error, started)
             return
-        all_stored = series.complete
+        encoded, rows = [], []
         for output in series.outputs:
-            row = self._store(output, ct)
-            all_stored &= row.status == WRITTEN
-            yield row
-        if all_stored:
+            result = self._encode(output, ct)
+            (rows if isinstance(result, ManifestRow) else encoded).append(result)
+        for (output, seg, schema_map, began), location in zip(encoded, self._put([e[1] for e in encoded]), strict=True):
+            if isinstance(location, BaseException):
+                rows.append(failed(output.task, "store", location, began))
+            else:
+                staging.discard(output.labels_uri)
+                rows.append(written(output.task, location, schema_map, began))
+        yield from rows
+        if series.complete and all(row.status == WRITTEN for row in rows):
             staging.discard(series.ct_uri)
 
-    def _store(self, output: StagedOutput, ct) -> ManifestRow:
-        started = time.perf_counter()
+    def _encode(self, output: StagedOutput, ct) -> tuple | ManifestRow:
+        """(output, SEG, label map, start time counting its inference), or the row of its failure."""
+        began = time.perf_counter() - output.seconds
+        step = "read staged labels"
         try:
             schema_map = staging.get_labels(output.labels_uri)
+            step = "encode"
+            return output, encode_output(output.task, ct, schema_map), schema_map, began
         except Exception as error:
-            return failed(output.task, "read staged labels", error, started)
-        row = store_output(output.task, ct, schema_map, self.store, output.seconds)
-        if row.status == WRITTEN:
-            staging.discard(output.labels_uri)
-        return row
+            log.debug("%s: traceback of the failure", output.task.describe(), exc_info=True)
+            return failed(output.task, step, error, began)
+
+    def _put(self, segs: list) -> list[str | BaseException]:
+        """Each SEG's location, or the error that kept it out of the store."""
+        if not segs:
+            return []
+        try:
+            return self.store.put_many(segs)
+        except Exception as error:
+            log.info("storing %d SEGs together failed (%s); storing each alone", len(segs), error)
+        results: list[str | BaseException] = []
+        for seg in segs:
+            try:
+                results.append(self.store.put(seg))
+            except Exception as error:
+                results.append(error)
+        return results
 
 
 class WriteManifest(beam.DoFn):

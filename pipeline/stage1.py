@@ -3,8 +3,9 @@
 An output is one (series, source, augmentation). Its SEG UIDs follow from that
 identity before anything runs, so a rerun can ask the store whether it already
 exists and skip it. ``predict_output`` makes one output's label map and
-``store_output`` encodes and stores it; a bad item never stops the run: its
-failure becomes a manifest row naming the step and the reason (``failed``).
+``encode_output`` its SEG; a bad item never stops the run: its failure becomes
+a manifest row naming the step and the reason (``failed``), a stored one a
+``written`` row.
 The Beam job in ``segment_job`` only wraps these functions.
 """
 
@@ -17,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from pydicom.dataset import Dataset
 
 from dicom_io.ct_series import CTSeries
 from dicom_io.provenance import SegmentationSource, segmentation_uids
@@ -124,22 +126,13 @@ def predict_output(task: OutputTask, ct: CTSeries, model: SegmentationModel, see
     return segment_ct(ct, model, parse_augmentation(task.augmentation), seen)
 
 
-def store_output(task: OutputTask, ct: CTSeries, schema_map: np.ndarray, store: Store,
-                 seconds_before: float = 0.0) -> ManifestRow:
-    """Encode one output's label map as a SEG and store it; a failure becomes a FAILED row naming its step.
+def encode_output(task: OutputTask, ct: CTSeries, schema_map: np.ndarray) -> Dataset:
+    """One output's label map as a SEG on ``ct``, with the UIDs and provenance of ``task``; raises on failure."""
+    return write_seg(schema_map, ct, task.provenance, seg_type=task.seg_type)
 
-    ``seconds_before``: time already spent on this output in earlier steps (inference), for its row.
-    """
-    started = time.perf_counter() - seconds_before
-    try:
-        seg = write_seg(schema_map, ct, task.provenance, seg_type=task.seg_type)
-    except Exception as error:
-        log.debug("%s: traceback of the failure", task.describe(), exc_info=True)
-        return failed(task, "encode", error, started)
-    try:
-        location = store.put(seg)
-    except Exception as error:
-        return failed(task, "store", error, started)
+
+def written(task: OutputTask, location: str, schema_map: np.ndarray, started: float) -> ManifestRow:
+    """The row of an output stored at ``location``; ``started``: when work on it began (``time.perf_counter``)."""
     segments = int(np.count_nonzero(present_values(schema_map)))
     seconds = time.perf_counter() - started
     log.info("%s: %d segments -> %s (%.1f s)", task.describe(), segments, location, seconds)

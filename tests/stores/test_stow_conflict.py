@@ -19,11 +19,13 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+import pandas as pd
 import pydicom
 import pytest
 from pydicom.uid import generate_uid
 
 from dicom_io.stores import DicomWebStore, StoreConflictError
+from pipeline.cli import main
 from tests.support.stow import dicom_parts, small_instance, sop_uid, stow_response
 
 PROCESSING_FAILURE = 0x0110  # 272, the FailureReason the Healthcare API gives with its 409
@@ -154,3 +156,15 @@ def test_server_without_delete_says_what_it_refused_and_keeps_the_original(no_ov
     with pytest.raises(StoreConflictError, match=rf"{ds.SOPInstanceUID}.*HTTP 409.*0x0110.*Delete Instance.*HTTP 405"):
         store.put(_changed(ds))
     assert "SeriesDescription" not in _held(server, ds)
+
+
+def test_stage1_stores_the_segs_of_a_series_in_one_request(no_overwrite_server, sample_dir, tmp_path):
+    server = no_overwrite_server()
+    manifest = tmp_path / "manifest.parquet"
+    assert main(["segment", "--dicom-folder", str(sample_dir / "ct"), "--source", "baseline",
+                 "--augment", "noise(20)", "--augment", "intensity(scale=1.05)", "--out", server.url,
+                 "--manifest", str(manifest), "--cache-dir", str(tmp_path / "cache")]) == 0
+    rows = pd.read_parquet(manifest)
+    assert sorted(rows.status) == ["written"] * 3
+    assert [method for method, _ in server.requests if method == "POST"] == ["POST"]  # one STOW-RS for the series
+    assert set(server.held) == set(rows.seg_sop_instance_uid)
