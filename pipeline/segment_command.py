@@ -95,6 +95,7 @@ def run_from_args(args: argparse.Namespace) -> list[str]:
         sources=sources, augmentations=augmentations, store_uri=store_uri(args.out),
         manifest_uri=manifest_uri(args), seg_type=args.seg_type, idc_endpoint_url=args.idc_endpoint,
         cache_dir=str(cache_dir), staging_uri=args.staging or str(cache_dir / "staging"),
+        keep_downloads=dataflow is None,  # locally, Stage 2 reads the CT from the same cache
     )
     if dataflow is not None:
         _check_dataflow_locations(settings)

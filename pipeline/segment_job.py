@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -33,7 +34,7 @@ from apache_beam.utils.shared import Shared
 
 from pipeline import staging
 from pipeline.dataflow import DataflowProfile, runs_on_dataflow
-from pipeline.inputs import SeriesRef, fetch_series
+from pipeline.inputs import LOCAL, SeriesRef, fetch_series
 from pipeline.manifest import WRITTEN, ManifestRow, merge_into_manifest
 from pipeline.stage1 import (
     OutputTask,
@@ -65,6 +66,7 @@ class SegmentSettings:
     staging_uri: str  # pipeline.staging: a folder, or gs:// on Dataflow
     seg_type: str = "labelmap"
     idc_endpoint_url: str | None = None
+    keep_downloads: bool = True  # False on Dataflow: a worker's disk would fill up with series it has staged
 
 
 class PlanOutputs(beam.DoFn):
@@ -154,6 +156,8 @@ class StageSeries(beam.DoFn):
                 ct = read_ct_series(folder, series_uid)
                 step = "stage"
                 staging.put_ct(ct_uri, ct)
+                if not self.settings.keep_downloads and tasks[0].series.kind != LOCAL:
+                    shutil.rmtree(folder, ignore_errors=True)
         except Exception as error:
             for task in tasks:
                 yield beam.pvalue.TaggedOutput(FAILED_TAG, failed(task, step, error, started))

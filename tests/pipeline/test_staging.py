@@ -13,12 +13,17 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pydicom
 import pytest
 
 from dicom_io.ct_archive import ct_from_bytes, ct_to_bytes
 from dicom_io.errors import DicomInputError
+from dicom_io.stores import open_store
 from pipeline import staging
 from pipeline.cli import main
+from pipeline.inputs import store_series
+from pipeline.segment_job import SegmentSettings, StageSeries
+from pipeline.stage1 import OutputTask, SourceInfo
 from pipeline.staging import Staging, StagingMissingError
 
 SOURCE = "plugin:tests.support.counting_source:CountingSource?calls={calls}"
@@ -97,3 +102,19 @@ def test_rerun_after_a_failed_store_uses_the_staged_label_maps(sample_dir, sampl
     assert sum(f"series {sample_ct.series_instance_uid}: staged before" in r.getMessage() for r in caplog.records) == 1
     assert all(Path(location.removeprefix("file://")).is_file() for location in manifest.location)
     assert not series_dir.exists() or not any(series_dir.iterdir())  # all stored: nothing left staged
+
+
+@pytest.mark.parametrize("keep_downloads", [True, False])
+def test_a_staged_download_is_dropped_when_asked(sample_dir, sample_ct, tmp_path, keep_downloads):
+    """On Dataflow a CPU worker stages thousands of series: it must not keep each download on its disk."""
+    store = open_store(tmp_path / "pacs")
+    store.put_many([pydicom.dcmread(path) for path in sorted((sample_dir / "ct").iterdir())])
+    (ref,) = store_series(store.uri)
+    task = OutputTask(ref, SourceInfo("baseline", "Baseline", "1", True), "none", "labelmap")
+    settings = SegmentSettings(sources=(), augmentations=("none",), store_uri=str(tmp_path / "seg"),
+                               manifest_uri=str(tmp_path / "manifest.parquet"), cache_dir=str(tmp_path / "cache"),
+                               staging_uri=str(tmp_path / "staging"), keep_downloads=keep_downloads)
+    (staged,) = StageSeries(settings).process((ref.series_uid, [task]))
+    assert staged.tasks == (task,)
+    _same_ct(sample_ct, staging.get_ct(staged.ct_uri))
+    assert (tmp_path / "cache" / ref.series_uid).is_dir() == keep_downloads
