@@ -46,7 +46,7 @@ from pipeline.stage1 import (
     predict_output,
     written,
 )
-from pipeline.staging import Staging
+from pipeline.staging import Staging, StagingMissingError
 
 log = logging.getLogger("bonehub.segment")
 
@@ -299,8 +299,9 @@ class EncodeAndStore(beam.DoFn):
         try:
             ct = staging.get_ct(series.ct_uri)
         except Exception as error:
+            retried = isinstance(error, StagingMissingError)  # a first attempt may have stored all and cleared up
             for output in series.outputs:
-                yield failed(output.task, "read staged CT", error, started)
+                yield (retried and self._stored_before(output.task)) or failed(output.task, "read staged CT", error, started)
             return
         encoded, rows = [], []
         for output in series.outputs:
@@ -324,9 +325,18 @@ class EncodeAndStore(beam.DoFn):
             schema_map = staging.get_labels(output.labels_uri)
             step = "encode"
             return output, encode_output(output.task, ct, schema_map), schema_map, began
+        except StagingMissingError as error:  # a retried bundle: a first attempt may have stored it and cleared up
+            return self._stored_before(output.task) or failed(output.task, step, error, began)
         except Exception as error:
             log.debug("%s: traceback of the failure", output.task.describe(), exc_info=True)
             return failed(output.task, step, error, began)
+
+    def _stored_before(self, task: OutputTask) -> ManifestRow | None:
+        """The ``exists`` row of an output the store holds (Dataflow retries bundles whose worker died)."""
+        try:
+            return existing_output(task, self.store)
+        except Exception:
+            return None
 
     def _put(self, segs: list) -> list[str | BaseException]:
         """Each SEG's location, or the error that kept it out of the store."""

@@ -21,8 +21,8 @@ from dicom_io.errors import DicomInputError
 from dicom_io.stores import open_store
 from pipeline import staging
 from pipeline.cli import main
-from pipeline.inputs import store_series
-from pipeline.segment_job import SegmentSettings, StageSeries
+from pipeline.inputs import local_series, store_series
+from pipeline.segment_job import EncodeAndStore, PredictedSeries, SegmentSettings, StagedOutput, StageSeries
 from pipeline.stage1 import OutputTask, SourceInfo
 from pipeline.staging import Staging, StagingMissingError
 
@@ -118,3 +118,32 @@ def test_a_staged_download_is_dropped_when_asked(sample_dir, sample_ct, tmp_path
     assert staged.tasks == (task,)
     _same_ct(sample_ct, staging.get_ct(staged.ct_uri))
     assert (tmp_path / "cache" / ref.series_uid).is_dir() == keep_downloads
+
+
+def test_a_retried_encode_step_reports_what_its_first_attempt_stored(sample_dir, sample_ct, tmp_path):
+    """Dataflow reruns a bundle whose worker died after storing: the label maps are gone, the SEGs are there."""
+    (ref,) = local_series(sample_dir / "ct")
+    settings = SegmentSettings(sources=(), augmentations=("none",), store_uri=str(tmp_path / "seg"),
+                               manifest_uri=str(tmp_path / "manifest.parquet"), cache_dir=str(tmp_path / "cache"),
+                               staging_uri=str(tmp_path / "staging"))
+    task = OutputTask(ref, SourceInfo("baseline", "Baseline", "1", True), "none", "labelmap")
+    (staged,) = StageSeries(settings).process((ref.series_uid, [task]))
+    labels_uri = Staging(settings.staging_uri).labels_uri(ref.series_uid, task.seg_uids[1])
+    labels = np.zeros(sample_ct.volume.spatial_shape, dtype=np.uint16)
+    labels[10:20, 30:60, 40:80] = 1  # schema id 1: any structure will do
+    staging.put_labels(labels_uri, labels)
+    predicted = PredictedSeries(staged.ct_uri, (StagedOutput(task, labels_uri, 1.0),), complete=True)
+
+    encode = EncodeAndStore(settings)
+    encode.setup()
+    (first,) = encode.process(predicted)
+    assert first.status == "written" and not staging.is_staged(labels_uri) and not staging.is_staged(staged.ct_uri)
+    (again,) = encode.process(predicted)  # CT and label map both cleared
+    assert again.status == "exists" and again.location == first.location
+    staging.put_ct(staged.ct_uri, sample_ct)  # only the label map is gone
+    (again,) = encode.process(predicted)
+    assert again.status == "exists" and again.location == first.location
+
+    Path(first.location.removeprefix("file://")).unlink()  # not stored after all: a real failure, named
+    (lost,) = encode.process(predicted)
+    assert lost.status == "failed" and lost.error.startswith("read staged labels: StagingMissingError")
