@@ -13,10 +13,8 @@ from __future__ import annotations
 import copy
 import io
 import json
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import pandas as pd
@@ -26,7 +24,7 @@ from pydicom.uid import generate_uid
 
 from dicom_io.stores import DicomWebStore, StoreConflictError
 from pipeline.cli import main
-from tests.support.stow import dicom_parts, small_instance, sop_uid, stow_response
+from tests.support.stow import LoopbackServers, QuietHandler, dicom_parts, small_instance, sop_uid, stow_response
 
 PROCESSING_FAILURE = 0x0110  # 272, the FailureReason the Healthcare API gives with its 409
 
@@ -42,10 +40,10 @@ class NoOverwriteServer:
 
 @pytest.fixture
 def no_overwrite_server() -> Iterator[Callable[..., NoOverwriteServer]]:
-    servers: list[ThreadingHTTPServer] = []
+    servers = LoopbackServers()
 
     def start(allow_delete: bool = True) -> NoOverwriteServer:
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def _answer(self, status: int, payload: bytes = b"", content_type: str = "application/dicom+json") -> None:
                 seen.requests.append((self.command, status))
                 self.send_response(status)
@@ -85,19 +83,12 @@ def no_overwrite_server() -> Iterator[Callable[..., NoOverwriteServer]]:
                 else:
                     self._answer(200)
 
-            def log_message(self, *args) -> None:
-                pass
 
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        servers.append(server)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        seen = NoOverwriteServer(url=f"http://127.0.0.1:{server.server_address[1]}/dicom-web")
+        seen = NoOverwriteServer(url=servers.start(Handler))
         return seen
 
     yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+    servers.stop()
 
 
 def _store(url: str) -> DicomWebStore:

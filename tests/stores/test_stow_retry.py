@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import copy
 import re
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from pydicom.uid import generate_uid
 
 from dicom_io.stores import DicomWebStore, StoreUnavailableError, StoreWriteError
-from tests.support.stow import dicom_parts, small_instance, sop_uid, stow_response
+from tests.support.stow import LoopbackServers, QuietHandler, dicom_parts, small_instance, sop_uid, stow_response
 
 Answer = tuple[int, dict[str, str]]  # HTTP status, extra headers
 
@@ -36,10 +34,10 @@ class StowServer:
 @pytest.fixture
 def stow_server() -> Iterator[Callable[[Callable[[int], Answer]], StowServer]]:
     """Start a STOW-RS server whose answer to the n-th request (0-based) is ``script(n)``; 200 stores the instances."""
-    servers: list[ThreadingHTTPServer] = []
+    servers = LoopbackServers()
 
     def start(script: Callable[[int], Answer]) -> StowServer:
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 uids = [sop_uid(part) for part in dicom_parts(body, self.headers["Content-Type"])]
@@ -66,19 +64,12 @@ def stow_server() -> Iterator[Callable[[Callable[[int], Answer]], StowServer]]:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-            def log_message(self, *args) -> None:  # keep the test output clean
-                pass
 
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        servers.append(server)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        seen = StowServer(url=f"http://127.0.0.1:{server.server_address[1]}/dicom-web")
+        seen = StowServer(url=servers.start(Handler))
         return seen
 
     yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+    servers.stop()
 
 
 def _store(url: str, retries: int = 3) -> DicomWebStore:

@@ -1,10 +1,13 @@
-"""Pieces of a STOW-RS server for tests: the multipart body's parts, the PS3.18 response, small instances."""
+"""Pieces of STOW-RS servers for tests: loopback HTTP servers, the multipart body's parts, the PS3.18 response,
+small instances."""
 
 from __future__ import annotations
 
 import io
 import json
 import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -58,3 +61,29 @@ def small_instance(study_uid: str | None = None, payload_bytes: int = 0) -> Data
     ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     return ds
+
+
+class QuietHandler(BaseHTTPRequestHandler):
+    """A request handler that keeps the test output clean."""
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+class LoopbackServers:
+    """HTTP servers on 127.0.0.1, each in its own thread, all stopped by ``stop``."""
+
+    def __init__(self) -> None:
+        self._servers: list[ThreadingHTTPServer] = []
+
+    def start(self, handler: type[BaseHTTPRequestHandler]) -> str:
+        """Serve ``handler`` on a free port; the base URL of its DICOMweb root."""
+        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._servers.append(server)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return f"http://127.0.0.1:{server.server_address[1]}/dicom-web"
+
+    def stop(self) -> None:
+        for server in self._servers:
+            server.shutdown()
+            server.server_close()
