@@ -35,7 +35,7 @@ from apache_beam.utils.shared import Shared
 from pipeline import staging
 from pipeline.dataflow import DataflowProfile, runs_on_dataflow
 from pipeline.inputs import LOCAL, SeriesRef, fetch_series
-from pipeline.manifest import WRITTEN, ManifestRow, merge_into_manifest
+from pipeline.manifest import EXISTS, WRITTEN, ManifestRow, merge_into_manifest
 from pipeline.stage1 import (
     OutputTask,
     SourceInfo,
@@ -314,7 +314,7 @@ class EncodeAndStore(beam.DoFn):
                 staging.discard(output.labels_uri)
                 rows.append(written(output.task, location, schema_map, began))
         yield from rows
-        if series.complete and all(row.status == WRITTEN for row in rows):
+        if series.complete and all(row.status in (WRITTEN, EXISTS) for row in rows):  # all in the store
             staging.discard(series.ct_uri)
 
     def _encode(self, output: StagedOutput, ct) -> tuple | ManifestRow:

@@ -143,7 +143,9 @@ def test_a_retried_encode_step_reports_what_its_first_attempt_stored(sample_dir,
     staging.put_ct(staged.ct_uri, sample_ct)  # only the label map is gone
     (again,) = encode.process(predicted)
     assert again.status == "exists" and again.location == first.location
+    assert not staging.is_staged(staged.ct_uri)  # everything of the series is in the store: the CT goes too
 
+    staging.put_ct(staged.ct_uri, sample_ct)
     Path(first.location.removeprefix("file://")).unlink()  # not stored after all: a real failure, named
     (lost,) = encode.process(predicted)
     assert lost.status == "failed" and lost.error.startswith("read staged labels: StagingMissingError")
