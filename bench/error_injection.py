@@ -3,7 +3,7 @@
 Why: Stage 2 has no ground truth, so the only way to measure whether it finds
 bad bones is to damage chosen bones of one segmentation on purpose and check
 that QC sends exactly those to review and names that segmentation. The errors
-are the failure modes seen in real bone segmentations (QC_NOTES.md): too small
+are the failure modes seen in real bone segmentations (docs/qc_method.md): too small
 or too large masks, a bone out of place, a missed bone, two neighbouring
 vertebrae or ribs mixed up, a whole run labelled one level off.
 

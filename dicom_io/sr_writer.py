@@ -30,7 +30,7 @@ from dicom_io.seg_writer import MANUFACTURER, SOFTWARE_VERSION
 from dicom_io.segment_codes import coded, private_scheme_item
 from dicom_io.uids import validate_uid
 
-if TYPE_CHECKING:  # dicom_io does not import qc at run time (ARCHITECTURE: arrows point one way)
+if TYPE_CHECKING:  # dicom_io does not import qc at run time (docs/architecture.md: arrows point one way)
     from qc.results import BoneResult
 
 QC_NAME = "BoneHub QC"

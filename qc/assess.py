@@ -1,6 +1,6 @@
 """QC of one series: N schema label maps on one grid in, one ``BoneResult`` per compared structure out.
 
-Fast path (QC_NOTES.md): each label map is scanned once (``find_objects``) for the
+Fast path (docs/qc_method.md): each label map is scanned once (``find_objects``) for the
 boxes of its labels; every structure is then handled on the union box of its
 masks plus one voxel, with surface points in KD-trees, so the cost follows the
 bones' size, not the volume's. Results equal the full-volume computation.

@@ -1,6 +1,6 @@
 """Overlap and surface-distance metrics between two masks, in mm, by one pinned convention.
 
-Convention (QC_NOTES.md; MONAI / DeepMind surface-distance style):
+Convention (docs/qc_method.md; MONAI / DeepMind surface-distance style):
 
 - surface = mask voxels with at least one 6-neighbour outside the mask (voxels on
   the volume border count as surface); distances are between voxel centres, in mm

@@ -1,7 +1,7 @@
 """Rule checks: errors that agreement between sources cannot see, checked on one mask at a time.
 
 From IDC's checks over ~9.5 M TotalSegmentator segments (arXiv 2406.14486) and the
-known bone failure modes (QC_NOTES.md): cut off by the field of view, extra
+known bone failure modes (docs/qc_method.md): cut off by the field of view, extra
 connected components, wrong side, implausibly small, and vertebra levels out of
 order or inconsistent with the ribs (whole runs labelled one level off agree
 with themselves, so only anatomy can catch them).

@@ -9,7 +9,7 @@ half: the agreement is the mean of the agreements with and without them). Why th
 
 - Agreement between ensemble members is the strongest simple failure detector for
   3D segmentation (Zenk et al. 2024); against the leave-one-out majority rather than
-  the logical AND of all masks, which shrinks as sources are added (QC_NOTES.md).
+  the logical AND of all masks, which shrinks as sources are added (docs/qc_method.md).
 - Dice catches volume errors (missed or extra parts) but punishes small bones for a
   one-voxel shell; NSD at a tolerance in mm forgives clinically irrelevant boundary
   jitter and catches shifted or misplaced masks. Half of each balances the two.
