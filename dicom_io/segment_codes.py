@@ -43,7 +43,8 @@ def segment_description(
     """One SEG segment for a schema structure, with its laterality modifier set explicitly.
 
     highdicom's SegmentDescription has no argument for the modifier, so the
-    sequence is set on the property-type item (DICOM_NOTES: survives validation).
+    sequence is set on the property-type item; dcmqi reads it back
+    (tests/seg/test_seg_interop.py).
     """
     description = hd.seg.SegmentDescription(
         segment_number=number,
