@@ -261,6 +261,7 @@ def _result(c: _Compared, series_uid: str, study_uid: str, members: Sequence[Mem
         score=score, status=status, flags=tuple(sorted(c.flags)),
         outlier_source=outlier_source(c.agreements, sources, settings) if status == "review" else "",
         member_agreement=tuple(c.agreements), consensus_segment=segment_numbers.get(c.unit.structure, 0),
+        member_present=tuple(not s.empty for s in c.surfaces) if c.surfaces else (False,) * len(compared_members),
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 
 ACCEPT = "accept"  # sources agree and no rule fails
 REVIEW = "review"  # score below the threshold: a human should look
@@ -61,6 +61,8 @@ class BoneResult:
     outlier_source: str  # Member.name of the member that disagrees with the rest, or ""
     member_agreement: tuple[float, ...]  # per member (same order): agreement with the leave-one-out consensus
     consensus_segment: int = 0  # segment number in the consensus SEG; 0 when it has none for this structure
+    member_present: tuple[bool, ...] = ()  # per member (same order): whether its mask here is not empty
+    level_shift: int = 0  # spine level rules: likely label - true level (+1: labelled one level too low), 0 if none
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -72,18 +74,21 @@ class BoneResult:
         row["members"] = ";".join(self.members)
         row["flags"] = ";".join(self.flags)
         row["member_agreement"] = ";".join("nan" if math.isnan(a) else f"{a:.6g}" for a in self.member_agreement)
+        row["member_present"] = ";".join(str(int(p)) for p in self.member_present)
         return row
 
 
 TABLE_COLUMNS = [f.name for f in fields(BoneResult)]
-_TUPLE_COLUMNS = {"members": str, "flags": str, "member_agreement": float}
+_TUPLE_COLUMNS = {"members": str, "flags": str, "member_agreement": float, "member_present": lambda v: bool(int(v))}
+_DEFAULTS = {f.name: f.default for f in fields(BoneResult) if f.default is not MISSING}
 
 
 def result_from_row(row: Mapping[str, object]) -> BoneResult:
     """The inverse of ``BoneResult.as_row``: a QC table row back as a result (Stage 3 revises the SR from it)."""
-    values = {name: row[name] for name in TABLE_COLUMNS}
+    values = {name: row[name] if name in row else _DEFAULTS[name] for name in TABLE_COLUMNS}  # tables of older runs lack the newer columns
     for name, kind in _TUPLE_COLUMNS.items():
-        values[name] = tuple(kind(v) for v in str(values[name]).split(";") if v != "")
-    for name in ("n_sources", "n_present", "consensus_segment"):
+        if not isinstance(values[name], tuple):
+            values[name] = tuple(kind(v) for v in str(values[name]).split(";") if v != "")
+    for name in ("n_sources", "n_present", "consensus_segment", "level_shift"):
         values[name] = int(values[name])
     return BoneResult(**values)
