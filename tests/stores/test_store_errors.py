@@ -14,7 +14,8 @@ from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
 from dicom_io.errors import InvalidUIDError
-from dicom_io.stores import StoreUnavailableError, StoreWriteError, _stow_failures, open_store
+from dicom_io.stores import StoreUnavailableError, StoreWriteError, open_store
+from dicom_io.stores.stow import stow_failures as _stow_failures
 
 from .conftest import free_port
 

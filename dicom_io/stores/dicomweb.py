@@ -1,0 +1,279 @@
+"""A DICOMweb server as a store (Orthanc, Google Cloud Healthcare API, dcm4chee): STOW-RS, QIDO-RS, WADO-RS.
+
+dicomweb-client and requests are imported on first use. Every request is bounded by a timeout and
+retried only when the server says "try later" (``retry``); a server that will not overwrite a changed
+copy (HTTP 409) gets its copy deleted and the new one stored, as every store's ``put`` replaces.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from contextlib import contextmanager
+from typing import Iterator, Sequence
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from pydicom import Dataset
+
+from dicom_io.stores.base import (
+    DEFAULT_TIMEOUT_S,
+    DICOM_MEDIA_TYPE,
+    InstanceNotFoundError,
+    InstanceRef,
+    StoreConflictError,
+    StoreError,
+    StoreUnavailableError,
+    StoreWriteError,
+    encode,
+    instance_uids,
+    matches,
+    network_reason,
+    validate_filters,
+    validate_key,
+)
+from dicom_io.stores.retry import RETRIED_STATUSES, http_status, mount_retries
+from dicom_io.stores.stow import STOW_MAX_BYTES, STOW_MAX_INSTANCES, parse_stow_body, stow_failures
+
+logger = logging.getLogger(__name__)
+
+_TAG_STUDY, _TAG_SERIES, _TAG_SOP, _TAG_MODALITY = "0020000D", "0020000E", "00080018", "00080060"
+
+
+class DicomWebStore:
+    """A DICOMweb server (Orthanc, Google Cloud Healthcare API, ...): STOW-RS to put, QIDO-RS to find, WADO-RS to get.
+
+    Authentication: a bearer token read from the environment variable ``token_env`` (named in the URI
+    as ``?token_env=NAME`` or passed to ``open_store``); for ``healthcare.googleapis.com`` without a
+    token, Application Default Credentials through dicomweb-client's GCP session helper
+    (``dicomweb-client[gcp]``). Objects are retrieved in the transfer syntax they were stored in.
+    """
+
+    def __init__(self, uri: str, *, timeout: float | None = None, token_env: str | None = None, retries: int = 4,
+                 backoff_s: float = 1.0, max_wait_s: float = 30.0):
+        if retries < 0 or backoff_s < 0 or max_wait_s <= 0:
+            raise ValueError(f"retries and backoff_s must be >= 0 and max_wait_s > 0, not {retries}, {backoff_s}, {max_wait_s}")
+        parts = urlsplit(uri)
+        scheme = parts.scheme.lower().removeprefix("dicomweb+")
+        if scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"not a DICOMweb URL (http(s)://host/path or dicomweb+https://...): {uri!r}")
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        token_envs = [v for k, v in query if k == "token_env"]
+        self.token_env = token_env or (token_envs[-1] if token_envs else None)
+        rest = urlencode([(k, v) for k, v in query if k != "token_env"])
+        self.url = urlunsplit((scheme, parts.netloc, parts.path.rstrip("/"), rest, ""))
+        self.uri = self.url + (("&" if rest else "?") + urlencode({"token_env": self.token_env}) if self.token_env else "")
+        self.timeout = timeout or DEFAULT_TIMEOUT_S
+        self.retries, self.backoff_s, self.max_wait_s = retries, backoff_s, max_wait_s
+        self._client = None
+
+    def __repr__(self) -> str:
+        return f"DicomWebStore({self.uri!r})"
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_client": None}
+
+    def _get_client(self):
+        if self._client is None:
+            import requests
+            from dicomweb_client import DICOMwebClient
+
+            if self.token_env:
+                token = os.environ.get(self.token_env)
+                if not token:
+                    raise StoreUnavailableError(f"environment variable {self.token_env} (bearer token for {self.uri}) is not set")
+                session = requests.Session()
+                session.headers["Authorization"] = f"Bearer {token}"
+            elif urlsplit(self.url).hostname == "healthcare.googleapis.com":
+                try:
+                    from dicomweb_client.ext.gcp.session_utils import create_session_from_gcp_credentials
+                except ImportError:
+                    raise StoreUnavailableError(f"{self.uri} is a Google Cloud Healthcare API store: install "
+                                                "`dicomweb-client[gcp]` or pass token_env") from None
+                with self._errors("authenticate to"):
+                    session = create_session_from_gcp_credentials()
+            else:
+                session = requests.Session()
+            mount_retries(session, self.retries, self.backoff_s, self.max_wait_s)  # retries live in the session
+            # one request body, never chunked: a retried STOW resends it whole (a chunked body is a spent generator)
+            client = DICOMwebClient(self.url, session=session, timeout=(min(self.timeout, 10.0), self.timeout),
+                                    chunk_size=1 << 62)
+            client.set_http_retry_params(retry=False)
+            self._client = client
+        return self._client
+
+    @contextmanager
+    def _errors(self, action: str, sop_uid: str | None = None) -> Iterator[None]:
+        import requests
+
+        try:
+            yield
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as e:
+            raise StoreUnavailableError(f"cannot reach DICOMweb store {self.uri} to {action}: {network_reason(e)}") from None
+        except requests.exceptions.HTTPError as e:
+            status = e.response.status_code if e.response is not None else None
+            if status in (401, 403):
+                hint = f" (check the token in ${self.token_env})" if self.token_env else ""
+                raise StoreUnavailableError(f"DICOMweb store {self.uri} refused to {action}: HTTP {status}{hint}") from None
+            if status in RETRIED_STATUSES:
+                raise StoreUnavailableError(f"DICOMweb store {self.uri} is busy or down ({action}): HTTP {status} "
+                                            f"after {self.retries} retries") from None
+            if sop_uid is None:
+                raise StoreError(f"DICOMweb store {self.uri} failed to {action}: HTTP {status} {e.response.reason}") from None
+            raise
+        except Exception as e:
+            if type(e).__module__.startswith("google.auth"):
+                raise StoreUnavailableError(f"no Google credentials to {action} {self.uri}: {type(e).__name__}") from None
+            raise
+
+    def _instance_url(self, study_uid: str, series_uid: str, sop_uid: str) -> str:
+        return f"{self.url}/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}"
+
+    def location(self, study_uid: str, series_uid: str, sop_uid: str) -> str:
+        validate_key(study_uid, series_uid, sop_uid)
+        return self._instance_url(study_uid, series_uid, sop_uid)
+
+    def put(self, ds: Dataset) -> str:
+        study, series, sop = instance_uids(ds)
+        self._stow([ds])
+        return self._instance_url(study, series, sop)
+
+    def put_many(self, datasets: Sequence[Dataset], *, max_instances: int = STOW_MAX_INSTANCES,
+                 max_bytes: int = STOW_MAX_BYTES) -> list[str]:
+        """Store ``datasets`` in as few STOW-RS requests as the limits allow; return their locations in order.
+
+        One multipart request per batch of at most ``max_instances`` instances and ``max_bytes`` encoded
+        bytes (a larger instance goes alone), so a worklist of SEGs costs a few round trips instead of one
+        each; every request is retried like ``put``. The first refused request raises ``StoreWriteError``
+        naming its instances: the batches before it are stored, the ones after it are not sent.
+        """
+        if max_instances < 1 or max_bytes < 1:
+            raise ValueError(f"max_instances and max_bytes must be >= 1, not {max_instances}, {max_bytes}")
+        keys = [instance_uids(ds) for ds in datasets]  # every UID checked before anything is sent
+        batch: list[Dataset] = []
+        size = 0
+        for ds in datasets:
+            encoded = len(encode(ds))
+            if batch and (len(batch) == max_instances or size + encoded > max_bytes):
+                self._stow(batch)
+                batch, size = [], 0
+            batch.append(ds)
+            size += encoded
+        if batch:
+            self._stow(batch)
+        return [self._instance_url(*key) for key in keys]
+
+    def _stow(self, batch: list[Dataset]) -> None:
+        """Store ``batch`` by STOW-RS, replacing what the server holds under the same UIDs, as every store does.
+
+        Orthanc keeps or overwrites a re-sent instance; the Google Cloud Healthcare API accepts an identical
+        copy but answers 409 Conflict to a changed one (a rerun's consensus SEG or QC SR, a Beam retry that
+        re-encodes a SEG with a new content time). Then the instances of the batch that the server already
+        holds are deleted (Delete Instance: not in the DICOMweb standard, offered by the Healthcare API and
+        dcm4chee) and the batch is sent once more. Only UIDs this call writes are ever deleted.
+        """
+        try:
+            self._post(batch)
+        except StoreConflictError as conflict:
+            if not self._delete_existing(batch, conflict):
+                raise
+            self._post(batch)
+
+    def _delete_existing(self, batch: list[Dataset], conflict: StoreConflictError) -> bool:
+        """Delete the refused instances of ``batch`` that the server holds; whether there were any."""
+        refused = [key for key in map(instance_uids, batch) if key[2] in conflict.refused]
+        held = [key for key in refused if self.exists(*key)]
+        client = self._get_client()
+        for study, series, sop in held:
+            with self._errors("replace"):
+                try:
+                    client.delete_instance(study, series, sop)
+                except Exception as e:
+                    if http_status(e) in (401, 403, *RETRIED_STATUSES):
+                        raise
+                    raise StoreConflictError(f"{conflict}; replacing SOP instance {sop} needs Delete Instance, which "
+                                             f"{self.uri} refused: HTTP {http_status(e)}") from None
+            logger.info("replaced SOP instance %s in %s (the server refused a changed copy with HTTP 409)", sop, self.uri)
+        return bool(held)
+
+    def _post(self, batch: list[Dataset]) -> None:
+        """One STOW-RS request; a refusal raises ``StoreWriteError`` naming the instances and the reason."""
+        import requests
+
+        sops = [str(ds.SOPInstanceUID) for ds in batch]
+        what = (f"SOP instance {sops[0]} (series {batch[0].SeriesInstanceUID})" if len(batch) == 1
+                else f"{len(batch)} SOP instances ({', '.join(sops)})")
+        client = self._get_client()
+        with self._errors("store", sop_uid=sops[0]):
+            try:
+                response = client.store_instances(batch)
+            except requests.exceptions.HTTPError as e:
+                if http_status(e) in (401, 403, *RETRIED_STATUSES):
+                    raise  # a store we cannot use now, not a refused object
+                body = parse_stow_body(e.response)
+                failed = {sop: stow_failures(body, sop) for sop in sops}
+                reasons = [reason for sop in sops for reason in failed[sop]]
+                message = (f"STOW-RS of {what} to {self.uri} failed: HTTP {e.response.status_code} {e.response.reason}"
+                           + (f"; {'; '.join(reasons)}" if reasons else ""))
+                if e.response.status_code == 409:
+                    raise StoreConflictError(message, [sop for sop in sops if failed[sop]] or sops) from None
+                raise StoreWriteError(message) from None
+        failures = [reason for sop in sops for reason in stow_failures(response, sop)]
+        if failures:
+            raise StoreWriteError(f"STOW-RS of {what} to {self.uri} failed: {'; '.join(failures)}")
+        for item in response.get("ReferencedSOPSequence", []):
+            if "WarningReason" in item:
+                logger.warning("STOW-RS of SOP instance %s to %s: warning 0x%04X", item.get("ReferencedSOPInstanceUID"),
+                               self.uri, item.WarningReason)
+        logger.debug("stored %s in %s", what, self.uri)
+
+    def exists(self, study_uid: str, series_uid: str, sop_uid: str) -> bool:
+        validate_key(study_uid, series_uid, sop_uid)
+        client = self._get_client()
+        with self._errors("search"):
+            try:
+                found = client.search_for_instances(study_instance_uid=study_uid, series_instance_uid=series_uid,
+                                                    search_filters={"SOPInstanceUID": sop_uid})
+            except Exception as e:
+                if http_status(e) == 404:
+                    return False
+                raise
+        return any(_json_value(row, _TAG_SOP) == sop_uid for row in found)
+
+    def get(self, study_uid: str, series_uid: str, sop_uid: str) -> Dataset:
+        validate_key(study_uid, series_uid, sop_uid)
+        client = self._get_client()
+        with self._errors("retrieve"):
+            try:
+                return client.retrieve_instance(study_uid, series_uid, sop_uid, media_types=((DICOM_MEDIA_TYPE, "*"),))
+            except Exception as e:
+                if http_status(e) == 404:
+                    raise InstanceNotFoundError(f"no SOP instance {sop_uid} of series {series_uid} in {self.uri}") from None
+                raise
+
+    def list_instances(
+        self, series_uid: str | None = None, modality: str | None = None, *, study_uid: str | None = None
+    ) -> list[InstanceRef]:
+        validate_filters(study_uid, series_uid)
+        filters = {}
+        if series_uid:
+            filters["SeriesInstanceUID"] = series_uid
+        if modality:
+            filters["Modality"] = modality
+        client = self._get_client()
+        with self._errors("search"):
+            try:
+                rows = client.search_for_instances(study_instance_uid=study_uid, search_filters=filters,
+                                                   fields=["Modality", "SeriesInstanceUID"], get_remaining=True)
+            except Exception as e:
+                if http_status(e) == 404:  # unknown study
+                    return []
+                raise
+        refs = {InstanceRef(_json_value(r, _TAG_STUDY), _json_value(r, _TAG_SERIES), _json_value(r, _TAG_SOP),
+                            _json_value(r, _TAG_MODALITY) or (modality or "")) for r in rows}
+        return sorted(ref for ref in refs if matches(ref, study_uid, series_uid, modality))
+
+
+
+def _json_value(row: dict, tag: str) -> str:
+    values = row.get(tag, {}).get("Value") or [""]
+    return str(values[0])
