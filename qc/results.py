@@ -11,12 +11,22 @@ import math
 from collections.abc import Mapping
 from dataclasses import MISSING, asdict, dataclass, fields
 
-ACCEPT = "accept"  # sources agree and no rule fails
-REVIEW = "review"  # score below the threshold: a human should look
-ABSENT = "absent"  # no source found the structure (it is outside the field of view or missing)
-INSUFFICIENT = "insufficient_sources"  # fewer than two segmentations compare at this structure
-CORRECTED = "corrected"  # a reviewer corrected it (Stage 3)
-STATUSES = (ACCEPT, REVIEW, ABSENT, INSUFFICIENT, CORRECTED)
+from labels.coded_values import CodedValue
+
+
+class QcStatus(CodedValue):
+    """The verdict on one structure; stored as its text in the QC table and the SR."""
+
+    ACCEPT = "accept"  # sources agree and no rule fails
+    REVIEW = "review"  # score below the threshold: a human should look
+    ABSENT = "absent"  # no source found the structure (it is outside the field of view or missing)
+    INSUFFICIENT = "insufficient_sources"  # fewer than two segmentations compare at this structure
+    CORRECTED = "corrected"  # a reviewer corrected it (Stage 3)
+
+
+ACCEPT, REVIEW, ABSENT, INSUFFICIENT, CORRECTED = (QcStatus.ACCEPT, QcStatus.REVIEW, QcStatus.ABSENT, QcStatus.INSUFFICIENT,
+                                               QcStatus.CORRECTED)
+STATUSES = tuple(QcStatus)
 
 
 @dataclass(frozen=True)
@@ -56,7 +66,7 @@ class BoneResult:
     volume_ml: float  # consensus (majority vote) volume
     volume_cv: float  # coefficient of variation of the present members' volumes
     score: float  # in [0, 1]; NaN for absent / insufficient_sources
-    status: str
+    status: QcStatus  # given as a QcStatus or its text; kept as the QcStatus
     flags: tuple[str, ...]  # failed rules: "rule" (consensus) or "rule@member name"
     outlier_source: str  # Member.name of the member that disagrees with the rest, or ""
     member_agreement: tuple[float, ...]  # per member (same order): agreement with the leave-one-out consensus
@@ -65,8 +75,7 @@ class BoneResult:
     level_shift: int = 0  # spine level rules: likely label - true level (+1: labelled one level too low), 0 if none
 
     def __post_init__(self) -> None:
-        if self.status not in STATUSES:
-            raise ValueError(f"QC status must be one of {STATUSES}, got {self.status!r}")
+        object.__setattr__(self, "status", QcStatus(self.status))  # raises on text that is not a status
 
     def as_row(self) -> dict[str, object]:
         """Flat table row: tuples joined with ';' so the table stays one row per (series, bone)."""
