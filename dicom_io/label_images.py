@@ -18,10 +18,10 @@ import numpy as np
 import SimpleITK as sitk
 
 from dicom_io.errors import DicomInputError
+from dicom_io.geometry import GRID_TOLERANCE_MM, match_grid
 
 log = logging.getLogger(__name__)
 
-GRID_TOLERANCE_MM = 1e-3
 MAX_OUTSIDE_FRACTION = 0.01  # share of labelled voxels allowed to fall outside the CT grid
 LABEL_IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
 
@@ -56,14 +56,8 @@ def write_label_image(volume: hd.Volume, path: str | os.PathLike) -> None:
 def onto_grid(labels: hd.Volume, geometry: hd.VolumeGeometry, *, where: str = "label map") -> np.ndarray:
     """The label array on ``geometry``: exact when the grids coincide up to axis order, else nearest-neighbour."""
     _check_inside(labels, geometry, where)
-    try:
-        # NIfTI stores its affine in float32: allow 1 micrometre so such a grid still matches exactly.
-        matched = labels.match_geometry(geometry, tol=GRID_TOLERANCE_MM)
-        # highdicom 0.28 can return a finer grid unchanged instead of raising; only trust an exact result.
-        if matched.spatial_shape == geometry.spatial_shape and np.allclose(matched.affine, geometry.affine, atol=GRID_TOLERANCE_MM):
-            return np.ascontiguousarray(matched.array)
-    except (ValueError, RuntimeError):
-        pass
+    if (matched := match_grid(labels, geometry)) is not None:
+        return np.ascontiguousarray(matched.array)
     log.info("%s: grid differs from the CT grid, resampling nearest-neighbour", where)
     reference = geometry.with_array(np.zeros(geometry.spatial_shape, np.uint8)).to_simpleitk()
     moved = sitk.Resample(labels.to_simpleitk(), reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0)

@@ -19,6 +19,7 @@ from pydicom.errors import InvalidDicomError
 from labels.schema import BoneSchema, default_schema
 from dicom_io.ct_series import CTSeries
 from dicom_io.errors import DicomInputError
+from dicom_io.geometry import describe_grid, match_grid
 from dicom_io.segment_codes import SegmentInfo, resolve_segment
 
 
@@ -87,13 +88,11 @@ def read_seg(
         lut[number] = schema_id
     volume = numbers.with_array(lut[numbers.array])
     if ct is not None:
-        try:
-            volume = volume.match_geometry(ct.geometry)
-        except (ValueError, RuntimeError) as error:
-            raise SegGeometryError(f"{where}: its grid does not match CT series {ct.series_instance_uid} ({error})") from error
-        # highdicom 0.28 can return a finer grid unchanged instead of raising; only accept the CT grid itself.
-        if volume.spatial_shape != ct.volume.spatial_shape or not np.allclose(volume.affine, ct.volume.affine, atol=1e-4):
-            raise SegGeometryError(f"{where}: its grid {volume.spatial_shape} is not the grid {ct.volume.spatial_shape} of CT series {ct.series_instance_uid}")
+        on_ct = match_grid(volume, ct.geometry)
+        if on_ct is None:
+            raise SegGeometryError(f"{where}: its frames ({describe_grid(volume)}) do not lie on the grid "
+                                   f"({describe_grid(ct.geometry)}) of CT series {ct.series_instance_uid}")
+        volume = on_ct
     return DecodedSeg(volume, segments, str(seg.SOPInstanceUID), str(seg.SeriesInstanceUID), referenced)
 
 

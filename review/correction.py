@@ -15,7 +15,8 @@ from pathlib import Path
 import highdicom as hd
 import numpy as np
 
-from dicom_io.label_images import GRID_TOLERANCE_MM, read_label_image
+from dicom_io.geometry import describe_grid, match_grid, same_region
+from dicom_io.label_images import read_label_image
 from review.roi import Box
 from review.state import ReviewInputError
 
@@ -58,8 +59,7 @@ def load_corrected_mask(path: str | os.PathLike, record: dict) -> np.ndarray:
         on_ct = None if on_roi is not None else _on_grid(volume, ct_grid)
         if on_roi is None and on_ct is None:
             raise CorrectionGridError(
-                f"{path}: its grid ({volume.spatial_shape} voxels, origin {np.round(volume.position, 3).tolist()} mm, "
-                f"spacing {np.round(volume.spacing, 4).tolist()} mm) is neither the ROI grid {tuple(roi_grid.spatial_shape)} "
+                f"{path}: its grid ({describe_grid(volume)}) is neither the ROI grid {tuple(roi_grid.spatial_shape)} "
                 f"nor the CT grid {tuple(ct_grid.spatial_shape)} of {record['series_uid']}: another series, or resampled?")
     if on_roi is not None:
         return on_roi != 0
@@ -73,23 +73,16 @@ def load_corrected_mask(path: str | os.PathLike, record: dict) -> np.ndarray:
 def _on_grid(volume: hd.Volume, grid: hd.VolumeGeometry) -> np.ndarray | None:
     """The array on ``grid`` when ``volume`` lies on it (up to axis order and flips), else None.
 
-    The grids must cover the same box: highdicom's ``match_geometry`` also
+    The grids must cover the same voxels: highdicom's ``match_geometry`` also
     crops or pads an aligned grid, which would let another item's ROI through.
     """
-    if sorted(volume.spatial_shape) != sorted(grid.spatial_shape) or not _same_corners(volume, grid):
-        return None
-    return _matched(volume, grid)
+    return _matched(volume, grid) if same_region(volume, grid) else None
 
 
 def _matched(volume: hd.Volume, grid: hd.VolumeGeometry) -> np.ndarray | None:
     """``volume`` reordered, flipped, cropped or padded onto ``grid`` when it is aligned with it, else None."""
-    try:
-        matched = volume.match_geometry(grid, tol=GRID_TOLERANCE_MM)
-    except (ValueError, RuntimeError):
-        return None
-    if matched.spatial_shape != tuple(grid.spatial_shape) or not np.allclose(matched.affine, grid.affine, atol=GRID_TOLERANCE_MM):
-        return None  # highdicom 0.28 can hand back a finer grid unchanged
-    return np.asarray(matched.array)
+    matched = match_grid(volume, grid)
+    return None if matched is None else np.asarray(matched.array)
 
 
 def _seg_volume(path: Path, record: dict) -> tuple[hd.Volume, bool]:
@@ -112,14 +105,3 @@ def _seg_volume(path: Path, record: dict) -> tuple[hd.Volume, bool]:
         raise CorrectionLabelError(f"{where}: holds {len(numbers)} segments {labels}; a correction is one structure")
     volume = seg.get_volume(segment_numbers=numbers, combine_segments=True, relabel=True, dtype=np.uint8)
     return volume, record["roi_ct"]["series_uid"] not in referenced
-
-
-def _same_corners(volume: hd.Volume, grid: hd.VolumeGeometry) -> bool:
-    """Both grids have the same 8 corner voxel centres in world coordinates (in any order)."""
-    def corners(shape) -> np.ndarray:
-        return np.array([[i, j, k] for i in (0, shape[0] - 1) for j in (0, shape[1] - 1) for k in (0, shape[2] - 1)])
-
-    ours = volume.map_indices_to_reference(corners(volume.spatial_shape))
-    theirs = grid.map_indices_to_reference(corners(grid.spatial_shape))
-    distances = np.linalg.norm(ours[:, None, :] - theirs[None, :, :], axis=2)
-    return bool((distances.min(axis=1) <= GRID_TOLERANCE_MM).all() and (distances.min(axis=0) <= GRID_TOLERANCE_MM).all())

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 
+from dicom_io.geometry import same_grid
 from dicom_io.provenance import SegmentationSource, derived_uid
 from dicom_io.stores import Store, open_store
 from labels.schema import BoneSchema, Structure, default_schema
@@ -127,7 +128,7 @@ def _write_roi(folder: Path, ct, box: Box, start: np.ndarray, structure: Structu
         series_description=f"BoneHub ROI {item.bone}"[:64],
     )
     roi_ct = read_ct_series(ct_folder, series_uid)
-    if roi_ct.volume.spatial_shape != roi.spatial_shape or not np.allclose(roi_ct.volume.affine, roi.affine, atol=1e-4):
+    if not same_grid(roi_ct.volume, roi):
         raise RuntimeError(f"{item.item_id}: the ROI CT series does not read back on the ROI grid")  # a writer bug, never input
     write_label_image(roi.with_array(np.asarray(roi.array).round().astype(np.int16)), folder / FILES["ct"])
     write_label_image(roi.with_array(start.astype(np.uint8)), folder / FILES["mask"])
