@@ -3,7 +3,8 @@
 The reviewer opens the folder ``bonehub review export`` wrote, loads one item (ROI CT + start mask,
 from the exported NRRDs or from a DICOMweb store), corrects the bone with SlicerNNInteractive, and
 Accept saves ``corrected.nrrd`` + ``correction.json`` for ``bonehub review import``. Every decision
-lives in ``BoneHubReviewLib/logic.py`` (no Slicer there, tested by pytest); this file is scene and UI.
+lives in ``BoneHubReviewLib`` (no Slicer there, tested by pytest; this file calls it through
+``BoneHubReviewLib.logic``); this file is scene and UI.
 
 Slicer calls below were checked in their sources, not run (BoneHub's CI has no Slicer):
 Slicer ``Modules/Scripted/DICOMLib/DICOMUtils.py`` (importFromDICOMWeb, loadSeriesByUID; v5.6.0 and main),
