@@ -2,10 +2,13 @@
 
 Every message names the problem and where it is (file path or UID), so a
 failed batch job can be traced to the offending object without a debugger.
+All derive from ``labels.errors.BoneHubInputError``, which the command line catches.
 """
 
+from labels.errors import BoneHubInputError
 
-class DicomInputError(ValueError):
+
+class DicomInputError(BoneHubInputError):
     """DICOM input that cannot be used as given."""
 
 

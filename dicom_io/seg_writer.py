@@ -13,13 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from importlib.metadata import version
-from typing import Literal
 
 import highdicom as hd
 import numpy as np
 from pydicom.sr.codedict import codes
 from pydicom.uid import ExplicitVRLittleEndian, RLELossless
 
+from labels.coded_values import CodedValue
 from labels.label_sets import present_values
 from labels.schema import BoneSchema, default_schema
 from dicom_io.ct_series import CTSeries
@@ -27,7 +27,14 @@ from dicom_io.errors import DicomInputError
 from dicom_io.provenance import SegmentationSource, derived_uid, segmentation_uids
 from dicom_io.segment_codes import private_scheme_item, segment_description
 
-SegType = Literal["labelmap", "binary"]
+
+class SegType(CodedValue):
+    """The SEG types written; the text is part of an output's identity (its UIDs) and of the manifest."""
+
+    LABELMAP = "labelmap"  # Label Map Segmentation Storage, RLE Lossless
+    BINARY = "binary"  # one bit-packed frame per segment and slice, uncompressed
+
+
 MANUFACTURER = "BoneHub Segmentation"
 SOFTWARE_VERSION = version("bonehub-segmentation")
 
@@ -41,7 +48,7 @@ def write_seg(
     ct: CTSeries,
     source: SegmentationSource,
     *,
-    seg_type: SegType = "labelmap",
+    seg_type: SegType | str = SegType.LABELMAP,
     schema: BoneSchema | None = None,
     series_number: int = 300,
     segment_sources: Mapping[str, SegmentationSource] | None = None,
@@ -69,8 +76,7 @@ def write_seg(
     lut = np.zeros(int(present.max()) + 1, dtype=np.uint16)
     lut[present] = np.arange(1, present.size + 1, dtype=np.uint16)
     numbers = lut[np.ascontiguousarray(label_map)]  # C order: highdicom walks frames; Fortran order costs 5-10x
-    if seg_type not in ("labelmap", "binary"):
-        raise ValueError(f"unknown SEG type {seg_type!r}: use 'labelmap' or 'binary'")
+    seg_type = SegType(seg_type)  # raises on text that is not a SEG type
     series_uid, sop_uid = uids or segmentation_uids(ct.series_instance_uid, source, seg_type)
     sources = [(segment_sources or {}).get(s.name, source) for s in structures]
     descriptions = [segment_description(n, s, made_by, _algorithm(made_by), derived_uid(series_uid, s.name))
@@ -78,7 +84,7 @@ def write_seg(
 
     # highdicom takes the segment-number label map for both types and splits it per segment for BINARY.
     pixels = ct.volume.with_array(numbers.astype(np.uint8 if present.size < 256 else np.uint16))
-    labelmap = seg_type == "labelmap"
+    labelmap = seg_type == SegType.LABELMAP
     return hd.seg.Segmentation(
         source_images=list(ct.datasets),
         pixel_array=pixels,

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from labels.errors import BoneHubInputError
 from labels.schema import BoneSchema, Structure, default_schema
 
 SIDES = ("left", "right")
@@ -40,11 +41,11 @@ def present_values(label_map: np.ndarray) -> np.ndarray:
     return np.flatnonzero(present)
 
 
-class UnmappedLabelError(ValueError):
+class UnmappedLabelError(BoneHubInputError):
     """A native label value that the source's mapping table does not list."""
 
 
-class LabelSetError(ValueError):
+class LabelSetError(BoneHubInputError):
     """A label set that cannot be used: unknown name, malformed mapping table, target not in the schema."""
 
 

@@ -15,6 +15,8 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
+from labels.errors import BoneHubInputError
+
 PRIVATE_SCHEME_DESIGNATOR = "99BONEHUB"
 PRIVATE_SCHEME_NAME = "BoneHub Segmentation private codes"
 PRIVATE_SCHEME_VERSION = "1"
@@ -65,7 +67,7 @@ class Structure:
         return Code(*(LEFT if self.laterality == "left" else RIGHT))
 
 
-class UnknownStructureError(KeyError):
+class UnknownStructureError(BoneHubInputError, KeyError):
     """A name, id or code that is not in the schema."""
 
     def __str__(self) -> str:

@@ -28,10 +28,11 @@ from pathlib import Path
 from urllib.parse import parse_qsl
 
 from dicom_io.ct_series import CTSeries
+from labels.errors import BoneHubInputError
 from models.base import SegmentationModel
 
 
-class SourceSpecError(ValueError):
+class SourceSpecError(BoneHubInputError):
     """A source spec that cannot be understood; the message names the spec and what is wrong."""
 
 

@@ -9,16 +9,14 @@ import logging
 import sys
 from pathlib import Path
 
-from dicom_io.errors import DicomInputError
-from labels.label_sets import LabelSetError, UnmappedLabelError, packaged_label_sets
-from labels.schema import UnknownStructureError
-from models.sources import SourceSpecError
-from qc.assess import QcInputError
+from dicom_io.seg_writer import SegType
+from labels.errors import BoneHubInputError
+from labels.label_sets import packaged_label_sets
 from pipeline.qc_command import add_qc_arguments, add_qc_settings_arguments
 from pipeline.review_command import add_review_commands
-from pipeline.segment_command import JobInputError, add_job_arguments
+from pipeline.segment_command import add_job_arguments
 
-INPUT_ERRORS = (DicomInputError, QcInputError, UnmappedLabelError, LabelSetError, UnknownStructureError, SourceSpecError, JobInputError, OSError)
+INPUT_ERRORS = (BoneHubInputError, OSError)  # every package's input errors, and files that cannot be read or written
 
 log = logging.getLogger("bonehub")
 
@@ -33,7 +31,7 @@ def _add_seg_commands(subparsers: argparse._SubParsersAction) -> None:
     encode.add_argument("--labels", required=True, type=Path, help="label map file (NIfTI .nii/.nii.gz or NRRD)")
     encode.add_argument("--label-set", required=True, help=f"native label set: one of {', '.join(packaged_label_sets())}, or a mapping CSV")
     encode.add_argument("--out", required=True, type=Path, help="SEG file to write")
-    encode.add_argument("--type", choices=("labelmap", "binary"), default="labelmap", help="SEG type (default: labelmap)")
+    encode.add_argument("--type", choices=[t.value for t in SegType], default=SegType.LABELMAP.value, help="SEG type (default: labelmap)")
     encode.add_argument("--source-name", required=True, help="algorithm name recorded in the SEG, e.g. 'TotalSegmentator total'")
     encode.add_argument("--source-version", required=True, help="algorithm version recorded in the SEG, e.g. 2.18.0")
     encode.add_argument("--augmentation", default="none", help="input augmentation the labels were made under")

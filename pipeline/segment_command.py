@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from labels.errors import BoneHubInputError
 from pipeline.dataflow import DataflowProfile
 
 if TYPE_CHECKING:
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 DEFAULT_OUT = "output/segmentations"
 
 
-class JobInputError(ValueError):
+class JobInputError(BoneHubInputError):
     """Arguments that do not describe a job (no input, two kinds of input, no manifest location)."""
 
 

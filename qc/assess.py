@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from labels.errors import BoneHubInputError
 from labels.schema import BoneSchema, default_schema
 from qc import rules
 from qc.metrics import MaskSurface, PairMetrics, compare
@@ -25,7 +26,7 @@ from qc.units import Unit, comparison_units, finest_units
 Box = tuple[slice, slice, slice]
 
 
-class QcInputError(ValueError):
+class QcInputError(BoneHubInputError):
     """Segmentations that cannot be compared: other grids, labels outside the schema, nothing to compare."""
 
 

@@ -116,3 +116,15 @@ def test_strict_decode_names_the_unknown_segment(test_data, tmp_path, capsys):
     assert run_cli("seg", "decode", test_data / "dcmqi_ct3slice" / "liver.dcm", "--strict", "--out", tmp_path / "x.nii.gz") == 2
     assert "'Liver'" in capsys.readouterr().err
     assert default_schema()  # the schema itself stays loadable after errors
+
+
+@pytest.mark.parametrize("args, named", [
+    (["segment", "--dicom-folder", "{tmp}/nowhere", "--source", "baseline", "--out", "{tmp}/out"], "nowhere"),
+    (["segment", "--dicom-folder", "{sample}/ct", "--source", "baseline?colour=red", "--out", "{tmp}/out"], "colour"),
+    (["qc", "--out", "{tmp}/out", "--manifest", "{tmp}/out/none.parquet", "--series-uid", "1.2.x"], "1.2.x"),
+], ids=["missing-dicom-folder", "bad-source-spec", "series-without-segs"])
+def test_bad_job_input_exits_2_with_one_line_naming_it(args, named, sample_dir, tmp_path, capsys):
+    assert run_cli(*(a.format(tmp=tmp_path, sample=sample_dir) for a in args)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bonehub: error: ") and err.count("\n") == 1
+    assert named in err
