@@ -36,6 +36,7 @@ COPY labels/ labels/
 COPY dicom_io/ dicom_io/
 COPY models/ models/
 COPY qc/ qc/
+COPY results/ results/
 COPY review/ review/
 COPY pipeline/ pipeline/
 COPY sr_templates/ sr_templates/

@@ -80,10 +80,11 @@ def run_qc_from_args(args: argparse.Namespace, series_uids: list[str] | None = N
     ``settings``: the ``QcSettings`` when the caller checked them already (``run`` does, before Stage 1).
     """
     qc = settings or qc_settings(args)
-    from pipeline.manifest import read_manifest
-    from pipeline.qc_job import REPORT, SERIES_TABLE, TABLE, QcJobSettings, output_uri, run_qc_job
-    from pipeline.stage2 import stored_segs
-    from pipeline.table_io import read_table
+    from pipeline.qc_job import QcJobSettings, run_qc_job
+    from results.manifest import read_manifest
+    from results.members import stored_segs
+    from results.qc_tables import REPORT, SERIES_TABLE, TABLE, output_uri
+    from results.table_io import read_table
 
     store = store_uri(args.out)
     manifest = manifest_uri(args)

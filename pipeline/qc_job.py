@@ -4,7 +4,7 @@
 
 Elements are ``StoredSeg``s (UIDs and locations), never volumes; a series' SEGs
 meet on one worker, which fetches the CT once and decodes every SEG there.
-Outputs, under ``qc_dir`` (a folder or gs:// prefix):
+Outputs, under ``qc_dir`` (a folder or gs:// prefix; names in ``results.qc_tables``):
 
 - ``qc_table.parquet``: one row per (series, structure), columns ``qc.results.TABLE_COLUMNS``;
 - ``qc_series.parquet``: one row per series (done or failed, SEGs left out, the consensus SEG and SR UIDs);
@@ -27,16 +27,16 @@ import apache_beam as beam
 import pandas as pd
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline.blobs import write_bytes
-from pipeline.inputs import LOCAL, SeriesRef
-from pipeline.stage2 import SeriesOutcome, StoredSeg, qc_series
-from pipeline.table_io import merge_table
+from pipeline.stage2 import SeriesOutcome, qc_series
 from qc.results import TABLE_COLUMNS
 from qc.score import QcSettings
+from results.blobs import write_bytes
+from results.members import StoredSeg
+from results.qc_tables import REPORT, SERIES_TABLE, TABLE, output_uri
+from results.series_ref import LOCAL, SeriesRef
+from results.table_io import merge_table
 
 log = logging.getLogger("bonehub.qc")
-
-TABLE, SERIES_TABLE, REPORT = "qc_table.parquet", "qc_series.parquet", "qc_report.html"
 
 
 @dataclass(frozen=True)
@@ -51,10 +51,6 @@ class QcJobSettings:
     idc_endpoint_url: str | None = None
     snapshots: int = 3  # pictures per series in the report
     consensus_seg_type: str = "labelmap"  # or "binary" (see pipeline.stage2)
-
-
-def output_uri(qc_dir: str, name: str) -> str:
-    return f"{qc_dir.rstrip('/')}/{name}" if qc_dir.startswith("gs://") else str(Path(qc_dir) / name)
 
 
 class AssessSeries(beam.DoFn):

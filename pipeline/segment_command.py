@@ -78,9 +78,9 @@ def run_from_args(args: argparse.Namespace) -> list[str]:
     """Run Stage 1 as the arguments say, print a summary; return the UIDs of the series it covered."""
     from models.sources import build_source
     from pipeline.dataflow import accelerators, runs_on_dataflow, write_pipeline_proto
-    from pipeline.manifest import FAILED, read_manifest
     from pipeline.segment_job import SegmentSettings, run_segment_job, segment_pipeline
     from pipeline.stage1 import SourceInfo, canonical_augmentations, plan_outputs
+    from results.manifest import FAILED, read_manifest
 
     if args.dry_run_proto and args.command != "segment":
         raise JobInputError("--dry-run-proto writes Stage 1's pipeline: use it with bonehub segment")

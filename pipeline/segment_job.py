@@ -34,8 +34,6 @@ from apache_beam.utils.shared import Shared
 
 from pipeline import staging
 from pipeline.dataflow import DataflowProfile, runs_on_dataflow
-from pipeline.inputs import LOCAL, SeriesRef, fetch_series
-from pipeline.manifest import EXISTS, WRITTEN, ManifestRow, merge_into_manifest
 from pipeline.stage1 import (
     OutputTask,
     SourceInfo,
@@ -47,6 +45,8 @@ from pipeline.stage1 import (
     written,
 )
 from pipeline.staging import Staging, StagingMissingError
+from results.manifest import EXISTS, WRITTEN, ManifestRow, merge_into_manifest
+from results.series_ref import LOCAL, SeriesRef, fetch_series
 
 log = logging.getLogger("bonehub.segment")
 

@@ -28,8 +28,8 @@ from labels.label_sets import present_values
 from models.augment import parse_augmentation
 from models.base import SegmentationModel
 from models.segment import sees_pixels, segment_ct
-from pipeline.inputs import SeriesRef
-from pipeline.manifest import EXISTS, FAILED, WRITTEN, ManifestRow
+from results.manifest import EXISTS, FAILED, WRITTEN, ManifestRow
+from results.series_ref import SeriesRef
 
 log = logging.getLogger("bonehub.stage1")
 

@@ -1,12 +1,11 @@
-"""Stage 2 as plain functions: which SEGs make up each series' QC, and the QC of one series.
+"""Stage 2 as plain functions: the QC of one series from what Stage 1 stored.
 
-Stage 2 reads only what Stage 1 stored: the manifest says which SEGs exist for a
-series, where they are and where the CT came from. ``qc_series`` fetches the CT,
-decodes every SEG onto its grid, compares them (``qc.assess``), and stores a
-consensus SEG and a QC SR next to the SEGs. A SEG that cannot be used (another
-series, unknown segment codes, unreadable) is left out and named; only a series
-without any usable SEG fails. No model runs here; the Beam job in ``qc_job`` only
-wraps these functions.
+Stage 2 reads only what Stage 1 stored (``results.members``: the manifest's SEGs of
+a series and the CT they were made on). ``qc_series`` fetches the CT, decodes every
+SEG onto its grid, compares them (``qc.assess``), and stores a consensus SEG and a
+QC SR next to the SEGs. A SEG that cannot be used (another series, unknown segment
+codes, unreadable) is left out and named; only a series without any usable SEG
+fails. No model runs here; the Beam job in ``qc_job`` only wraps these functions.
 """
 
 from __future__ import annotations
@@ -14,36 +13,21 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-
-import numpy as np
-import pandas as pd
 
 from dicom_io.provenance import SegmentationSource
 from dicom_io.stores import Store
-from pipeline.inputs import SeriesRef, fetch_series
-from pipeline.manifest import EXISTS, WRITTEN
 from qc.assess import SeriesQC, assess_series
-from qc.results import REVIEW, BoneResult, Member
+from qc.results import REVIEW, BoneResult
 from qc.score import QcSettings
-from qc.snapshot import Snapshot, take_snapshot
+from qc.snapshot import Snapshot, margin_voxels, take_snapshot
+from results.members import CONSENSUS_NAME, StoredSeg, decode_members, read_stored_ct
+from results.series_ref import SeriesRef
 
 log = logging.getLogger("bonehub.qc")
 
-CONSENSUS_NAME = "BoneHub consensus"  # the consensus SEG's algorithm name; never read back as a member
 DONE, FAILED = "done", "failed"
-SNAPSHOT_MARGIN_MM = 15.0  # context around a bone in the report's pictures
-
-
-@dataclass(frozen=True)
-class StoredSeg:
-    """One member's SEG as the manifest lists it."""
-
-    member: Member
-    series_uid: str  # the CT series it segments
-    study_uid: str
-    ct: SeriesRef | None  # where that CT came from (None: not recorded; the job must be told)
 
 
 @dataclass(frozen=True)
@@ -72,20 +56,6 @@ class SeriesOutcome:
             "review": sum(r.status == REVIEW for r in self.results), "consensus_series_uid": self.consensus_series_uid,
             "consensus_sop_uid": self.consensus_sop_uid, "sr_series_uid": self.sr_series_uid, "sr_sop_uid": self.sr_sop_uid, "seconds": round(self.seconds, 3), "finished_at": self.finished_at,
         }
-
-
-def stored_segs(manifest: pd.DataFrame, series_uids: Iterable[str] | None = None) -> list[StoredSeg]:
-    """The SEGs Stage 1 stored (status written or exists), optionally only of some series."""
-    rows = manifest[manifest["status"].isin([WRITTEN, EXISTS]) & (manifest["source"] != CONSENSUS_NAME)]
-    if series_uids is not None:
-        rows = rows[rows["series_instance_uid"].isin(set(series_uids))]
-    segs = []
-    for row in rows.itertuples(index=False):
-        member = Member(row.source, row.source_version, row.augmentation, row.seg_series_instance_uid, row.seg_sop_instance_uid)
-        ct = SeriesRef(row.series_instance_uid, row.study_instance_uid, row.ct_kind or "local", row.ct_location,
-                       int(row.ct_instances)) if row.ct_location else None
-        segs.append(StoredSeg(member, row.series_instance_uid, row.study_instance_uid, ct))
-    return segs
 
 
 def qc_series(series_uid: str, segs: Sequence[StoredSeg], store: Store, settings: QcSettings, cache_dir: str, *,
@@ -123,36 +93,6 @@ def qc_series(series_uid: str, segs: Sequence[StoredSeg], store: Store, settings
                          *stored, seconds=seconds)
 
 
-def read_stored_ct(series_uid: str, segs: Sequence[StoredSeg], cache_dir: str, *, ct_override: SeriesRef | None = None,
-                   idc_endpoint_url: str | None = None):
-    """The CT series the SEGs segment, from where the manifest says it came (or ``ct_override``)."""
-    from dicom_io.ct_series import read_ct_series
-    from dicom_io.errors import SeriesSelectionError
-
-    ref = ct_override or next((s.ct for s in segs if s.ct is not None), None)
-    if ref is None:
-        raise SeriesSelectionError(f"series {series_uid}: the manifest does not say where the CT came from; "
-                                   "give its folder (--ct-folder)")
-    return read_ct_series(fetch_series(ref, cache_dir, idc_endpoint_url=idc_endpoint_url), series_uid)
-
-
-def decode_members(segs: Sequence[StoredSeg], ct, store: Store) -> tuple[list[Member], list[np.ndarray], list[str]]:
-    """Each SEG as a schema label map on the CT grid; the ones that cannot be used are named with the reason."""
-    from dicom_io.seg_reader import read_seg
-
-    members, label_maps, skipped = [], [], []
-    for seg in segs:
-        try:
-            dataset = store.get(seg.study_uid, seg.member.seg_series_uid, seg.member.seg_sop_uid)
-            label_maps.append(read_seg(dataset, ct, strict=True).volume.array)
-            members.append(seg.member)
-        except Exception as error:
-            reason = " ".join(f"{seg.member.name} (SEG {seg.member.seg_sop_uid}): {type(error).__name__}: {error}".split())
-            log.warning("series %s: left out %s", ct.series_instance_uid, reason)
-            skipped.append(reason)
-    return members, label_maps, skipped
-
-
 def _store_consensus_and_sr(assessed: SeriesQC, ct, store: Store, settings: QcSettings,
                             seg_type: str) -> tuple[str, str, str, str]:
     """The consensus SEG and the QC SR that references it; nothing when no structure was found at all.
@@ -179,10 +119,10 @@ def _snapshots(assessed: SeriesQC, ct, count: int) -> list[Snapshot]:
     """Pictures of the ``count`` lowest-scoring structures under review, cut from their crop boxes."""
     worst = sorted((r for r in assessed.results if r.status == REVIEW), key=lambda r: r.score)[:count]
     pictures = []
-    margin = tuple(int(np.ceil(SNAPSHOT_MARGIN_MM / s)) for s in ct.volume.spacing)
+    margin = margin_voxels(ct.volume.spacing)
     for result in worst:
         box, masks = assessed.masks(result.bone, grow=(0, *margin[1:]))
-        picture = take_snapshot(ct.volume.array[box], ct.volume.spacing, masks, result, margin_mm=SNAPSHOT_MARGIN_MM)
+        picture = take_snapshot(ct.volume.array[box], ct.volume.spacing, masks, result)
         if picture is not None:
             row, col = picture.crop_origin
             pictures.append(replace(picture, slice_index=picture.slice_index + box[0].start,

@@ -23,7 +23,7 @@ import numpy as np
 from dicom_io.ct_archive import ct_from_bytes, ct_to_bytes
 from dicom_io.ct_series import CTSeries
 from dicom_io.uids import validate_uid
-from pipeline import blobs
+from results import blobs
 
 CT_NAME = "ct.npz"
 LABELS_SUFFIX = ".labels.npz"

@@ -16,6 +16,7 @@ import numpy as np
 from qc.results import BoneResult
 
 AXIAL = "axial"  # array axis 0 of a CT series' Volume: one image per acquired slice
+MARGIN_MM = 15.0  # context around a bone in the report's pictures
 
 Box = tuple[slice, slice, slice]
 
@@ -52,7 +53,7 @@ def take_snapshot(
     masks: Mapping[str, np.ndarray],
     result: BoneResult,
     *,
-    margin_mm: float = 15.0,
+    margin_mm: float = MARGIN_MM,
 ) -> Snapshot | None:
     """The slice (array axis 0) with most voxels where the present members disagree, cropped around the bone.
 
@@ -67,8 +68,9 @@ def take_snapshot(
     slices, rows, cols = box
     present = np.stack([crop for crop in (masks[name][box] for name in result.members) if crop.any()])
     slice_index = slices.start + _pick_slice(present)
-    rows = _widen(rows, margin_mm / spacing[1], ct.shape[1])
-    cols = _widen(cols, margin_mm / spacing[2], ct.shape[2])
+    _, row_margin, col_margin = margin_voxels(spacing, margin_mm)
+    rows = _widen(rows, row_margin, ct.shape[1])
+    cols = _widen(cols, col_margin, ct.shape[2])
     return Snapshot(
         series_uid=result.series_uid,
         bone=result.bone,
@@ -82,6 +84,11 @@ def take_snapshot(
         ct=np.array(ct[slice_index, rows, cols], dtype=np.float32),  # a copy: must not keep the volume alive
         masks={name: np.array(masks[name][slice_index, rows, cols], dtype=bool) for name in result.members},
     )
+
+
+def margin_voxels(spacing: tuple[float, float, float], margin_mm: float = MARGIN_MM) -> tuple[int, int, int]:
+    """``margin_mm`` as whole voxels along each array axis (rounded up, so the context is at least that wide)."""
+    return tuple(math.ceil(margin_mm / s) for s in spacing)
 
 
 def _check_inputs(

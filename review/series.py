@@ -22,16 +22,16 @@ class SeriesLoader:
         self._members: tuple[list, list[np.ndarray]] | None = None
 
     def _segs(self, series_uid: str):
-        from pipeline.manifest import read_manifest
-        from pipeline.stage2 import stored_segs
+        from results.manifest import read_manifest
+        from results.members import stored_segs
 
         return stored_segs(read_manifest(self.place.manifest_uri), [series_uid])
 
     def ct(self, series_uid: str, study_uid: str):
         """The CT series, from where the manifest says (or the place's CT folder)."""
         if self._series != series_uid:
-            from pipeline.inputs import LOCAL, SeriesRef
-            from pipeline.stage2 import read_stored_ct
+            from results.members import read_stored_ct
+            from results.series_ref import LOCAL, SeriesRef
 
             segs = self._segs(series_uid)
             override = SeriesRef(series_uid, study_uid, LOCAL, self.place.ct_folder) if self.place.ct_folder else None
@@ -47,7 +47,7 @@ class SeriesLoader:
         """(members, schema label maps on the CT grid) of every usable Stage 1 SEG of the series."""
         ct = self.ct(series_uid, study_uid)
         if self._members is None:
-            from pipeline.stage2 import decode_members
+            from results.members import decode_members
 
             members, label_maps, _ = decode_members(self._segs(series_uid), ct, self.store)
             self._members = (members, label_maps)

@@ -15,8 +15,8 @@ import pandas as pd
 
 from dicom_io.errors import DicomInputError
 from dicom_io.uids import validate_uid
-from pipeline.qc_job import SERIES_TABLE, TABLE, output_uri
-from pipeline.table_io import read_table, write_table
+from results.qc_tables import SERIES_TABLE, TABLE, output_uri
+from results.table_io import read_table, write_table
 
 CORRECTIONS = "corrections.parquet"
 CORRECTION_COLUMNS = [

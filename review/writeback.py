@@ -29,8 +29,8 @@ from pydicom.sequence import Sequence as DicomSequence
 from dicom_io.provenance import SegmentationSource, derived_uid
 from dicom_io.seg_writer import SOFTWARE_VERSION
 from labels.schema import default_schema
-from pipeline.stage2 import CONSENSUS_NAME
 from qc.results import CORRECTED, BoneResult, result_from_row
+from results.members import CONSENSUS_NAME
 from review.correction import load_corrected_mask
 from review.export import owned_ids, read_item
 from review.series import SeriesLoader

@@ -23,8 +23,8 @@ from google.protobuf import text_format
 
 from pipeline.cli import main
 from pipeline.dataflow import ACCELERATOR_URN, DataflowProfile, accelerators, pipeline_proto
-from pipeline.inputs import IDC, SeriesRef
 from pipeline.segment_job import Predict, SegmentSettings, segment_pipeline
+from results.series_ref import IDC, SeriesRef
 
 IDC_CSV = Path(__file__).resolve().parents[1] / "data" / "idc" / "nlst_review_series.csv"
 IMAGE = "europe-west4-docker.pkg.dev/bonehub-test/bonehub/worker:test"

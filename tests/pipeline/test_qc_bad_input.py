@@ -16,9 +16,9 @@ from dicom_io.provenance import SegmentationSource
 from dicom_io.seg_writer import write_seg
 from dicom_io.stores import open_store
 from pipeline.cli import main
-from pipeline.manifest import WRITTEN, ManifestRow, merge_into_manifest
 from qc.assess import QcInputError, assess_series
 from qc.results import Member
+from results.manifest import WRITTEN, ManifestRow, merge_into_manifest
 
 OTHER_SERIES = "1.2.826.0.1.3680043.8.498.7101"
 FULL, FAST = "seg_totalsegmentator_v2_full.nii.gz", "seg_totalsegmentator_v2_fast.nii.gz"

@@ -23,7 +23,7 @@ from dicom_io.sr_reader import read_qc_sr
 from dicom_io.stores import open_store
 from labels.schema import default_schema
 from pipeline.cli import main
-from pipeline.manifest import read_manifest
+from results.manifest import read_manifest
 from tests.support.dciodvfy import errors_reported
 
 SCHEMA = default_schema()

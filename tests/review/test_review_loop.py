@@ -110,7 +110,7 @@ def test_export_writes_the_roi_as_dicom_and_nrrd(loop):
     run, folder, record, ct, store, consensus = loop
     box = tuple(slice(a, b) for a, b in zip(record["roi"]["start"], record["roi"]["stop"]))
     # the ROI is the box of every source's L1, grown by 10 mm (whole voxels), clipped to the volume
-    from pipeline.manifest import read_manifest
+    from results.manifest import read_manifest
 
     union = np.zeros(ct.volume.spatial_shape, bool)
     for row in read_manifest(run.root / "manifest.parquet").itertuples():
@@ -242,7 +242,7 @@ def test_voxels_a_neighbour_holds_follow_the_policy(loop, policy):
 
 def test_export_can_start_from_a_chosen_source(reviewed_sample, capsys):
     run = reviewed_sample
-    from pipeline.manifest import read_manifest
+    from results.manifest import read_manifest
 
     row = next(r for r in read_manifest(run.root / "manifest.parquet").itertuples() if r.source == "TotalSegmentator total fast")
     name = f"{row.source} {row.source_version}"

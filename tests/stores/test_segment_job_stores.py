@@ -11,11 +11,11 @@ from dicom_io.sr_reader import read_qc_sr
 from dicom_io.sr_writer import qc_sr_uids
 from dicom_io.stores import gcs_client, open_store
 from pipeline import staging
-from pipeline.blobs import read_bytes
 from pipeline.cli import main
-from pipeline.manifest import read_manifest
 from pipeline.staging import Staging
-from pipeline.table_io import read_table
+from results.blobs import read_bytes
+from results.manifest import read_manifest
+from results.table_io import read_table
 
 PRECOMPUTED = "precomputed:{table}?label_set=totalsegmentator_total&name=TotalSegmentator total&version=2"
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from pipeline.blobs import read_bytes, write_bytes
+from results.blobs import read_bytes, write_bytes
 
 
 def read_table(uri: str | os.PathLike) -> pd.DataFrame | None:

@@ -13,7 +13,7 @@ import os
 from dataclasses import asdict, dataclass, fields
 import pandas as pd
 
-from pipeline.table_io import merge_table, read_table
+from results.table_io import merge_table, read_table
 
 WRITTEN = "written"  # made and stored by this run
 EXISTS = "exists"  # found in the store from an earlier run; not recomputed
@@ -41,7 +41,7 @@ class ManifestRow:
     segments: int = 0  # structures (segments) in the SEG
     seconds: float = 0.0  # wall time of this element on its worker
     finished_at: str = ""  # UTC, ISO 8601
-    ct_kind: str = ""  # where the CT came from (pipeline.inputs SeriesRef): local, idc or store ...
+    ct_kind: str = ""  # where the CT came from (results.series_ref SeriesRef): local, idc or store ...
     ct_location: str = ""  # ... its folder, s3:// series URL or store URI ...
     ct_instances: int = 0  # ... and its number of instances (0: unknown); Stage 2 fetches the CT from there
 

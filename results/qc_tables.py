@@ -1,0 +1,18 @@
+"""Where Stage 2 keeps its tables and report under the QC folder, for the stages that read them back.
+
+``qc_table.parquet`` holds one row per (series, structure) (``qc.results.TABLE_COLUMNS``),
+``qc_series.parquet`` one row per series (done or failed, SEGs left out, the consensus SEG and
+SR UIDs), ``qc_report.html`` the human-readable report. Stage 2 writes them; review reads them
+and keeps its corrections log beside them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+TABLE, SERIES_TABLE, REPORT = "qc_table.parquet", "qc_series.parquet", "qc_report.html"
+
+
+def output_uri(qc_dir: str, name: str) -> str:
+    """``name`` in the QC folder ``qc_dir`` (a local folder or a ``gs://`` prefix)."""
+    return f"{qc_dir.rstrip('/')}/{name}" if qc_dir.startswith("gs://") else str(Path(qc_dir) / name)
