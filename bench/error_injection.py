@@ -24,7 +24,7 @@ import numpy as np
 from scipy import ndimage
 
 from labels.schema import default_schema
-from qc import rules
+from qc import levels
 
 PATIENT_AXES = "xyz"  # LPS: x towards the patient's left, y posterior, z head
 
@@ -135,8 +135,8 @@ def level_after(bone: str, by: int) -> str:
     target_id = schema[bone].id + by
     target = schema[target_id].name if target_id in schema else None
     same_kind = target is not None and (
-        (rules.is_vertebra(bone) and rules.is_vertebra(target))
-        or (rules.is_rib(bone) and rules.is_rib(target) and bone.rsplit("_", 1)[0] == target.rsplit("_", 1)[0])
+        (levels.is_vertebra(bone) and levels.is_vertebra(target))
+        or (levels.is_rib(bone) and levels.is_rib(target) and bone.rsplit("_", 1)[0] == target.rsplit("_", 1)[0])
     )
     if not same_kind:
         raise ValueError(f"{bone} has no vertebra or same-side rib {by:+d} level(s) away")

@@ -385,12 +385,21 @@ def _thoracic_z(k: int) -> float:
     return _SPINE_TOP_Z - 7 * cervical_pitch - (k - 0.5) * thoracic_pitch
 
 
+def _rib_neck(a: float, b: float, side: float, z: float) -> Shape:
+    """Rib head and neck: from the arc's posterior end to the side of its own vertebra's arch, where ribs articulate."""
+    phi = np.radians(18.0)
+    canal, half_depth = _SPINE[1][4], _SPINE[1][3]
+    arch_y = _spine_y(z) + half_depth + canal + 1
+    return Capsule((side * a * np.sin(phi), _RIB_CENTRE_Y + b * np.cos(phi), z), (side * (canal + 8), arch_y, z), 4.0)
+
+
 def _rib_cage() -> Iterator[tuple[str, Shape]]:
     for side, s in SIDES.items():
         for k in range(1, 13):
             a, b, drop, end, cartilage = _RIB_A[k - 1], _RIB_B[k - 1], _RIB_DROP[k - 1], _RIB_END[k - 1], _CARTILAGE_END[k - 1]
             arc = dict(a=a, b=b, yc=_RIB_CENTRE_Y, z0=_thoracic_z(k), drop=drop, side=s, radial=4.0, height=6.0)
             yield f"rib_{side}_{k}", Arc(phi0=18, phi1=end, **arc)
+            yield f"rib_{side}_{k}", _rib_neck(a, b, s, arc["z0"])
             if cartilage is not None:
                 yield "costal_cartilages", Arc(phi0=end, phi1=cartilage, **arc)
     for z in np.arange(1250.0, 1440.0, 5.0):  # sternum: slanted slab, manubrium wider

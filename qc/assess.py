@@ -13,17 +13,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 
 from labels.errors import BoneHubInputError
 from labels.schema import BoneSchema, default_schema
-from qc import rules
+from qc import levels, rules
+from qc.boxes import Box, grow_box, label_boxes, union_box
 from qc.metrics import MaskSurface, PairMetrics, compare
 from qc.results import BoneResult, Member
 from qc.score import QcSettings, agreement, outlier_source, score_and_status
 from qc.units import Unit, comparison_units, finest_units
-
-Box = tuple[slice, slice, slice]
 
 
 class QcInputError(BoneHubInputError):
@@ -42,6 +40,7 @@ class _Compared:
     agreements: list[float]
     flags: set[str]
     consensus_rules: set[str]
+    level_shift: int = 0  # from the consensus view's spine level rules
 
 
 @dataclass
@@ -72,7 +71,8 @@ def assess_series(series_uid: str, study_uid: str, members: Sequence[Member], la
     voxel_ml = float(np.prod(spacing)) / 1000.0
     shape = label_maps[0].shape
     boxes_by_member = [_label_boxes(m, member, schema) for m, member in zip(label_maps, members)]
-    units = comparison_units([[schema[i].name for i in boxes] for boxes in boxes_by_member], schema)
+    units = comparison_units([[schema[i].name for i in boxes] for boxes in boxes_by_member], schema,
+                             [m.vocabulary for m in members])
 
     compared = [_compare_unit(unit, label_maps, boxes_by_member, members, spacing, settings, schema) for unit in units]
     _series_rules(compared, members, affine, settings, schema)
@@ -99,7 +99,7 @@ def _check_inputs(series_uid: str, members: Sequence[Member], label_maps: Sequen
 
 def _label_boxes(label_map: np.ndarray, member: Member, schema: BoneSchema) -> dict[int, Box]:
     """Bounding box of every schema id in the map, from one pass over it."""
-    boxes = {i + 1: box for i, box in enumerate(ndimage.find_objects(label_map)) if box is not None}
+    boxes = label_boxes(label_map)
     if unknown := sorted(i for i in boxes if i not in schema):
         raise QcInputError(f"{member.name} (SEG {member.seg_sop_uid}): label value(s) {unknown} are not schema ids")
     return boxes
@@ -107,8 +107,7 @@ def _label_boxes(label_map: np.ndarray, member: Member, schema: BoneSchema) -> d
 
 def _union_box(boxes: list[Box], shape: tuple[int, ...]) -> Box:
     """The smallest box holding all ``boxes``, grown by one voxel of background where the volume allows."""
-    return tuple(slice(max(min(b[a].start for b in boxes) - 1, 0), min(max(b[a].stop for b in boxes) + 1, shape[a]))
-                 for a in range(3))  # type: ignore[return-value]
+    return grow_box(union_box(boxes), (1, 1, 1), shape)
 
 
 def _majority(votes: np.ndarray, voters: int) -> np.ndarray:
@@ -188,36 +187,37 @@ def _mask_rules(c: _Compared, members: Sequence[Member], shape: tuple[int, ...],
 
 def _series_rules(compared: list[_Compared], members: Sequence[Member], affine: np.ndarray, settings: QcSettings,
                   schema: BoneSchema) -> None:
-    """Rules that need several structures: side against the midline, vertebra order, rib levels.
+    """Rules that need several structures: side against the midline, vertebra order, spine levels (``qc.levels``).
 
     Judged on the consensus and again on each member's own masks, which names a
     member whose levels are shifted even where the consensus is right.
     """
-    bones = [c for c in compared if c.box is not None and schema[c.unit.structure].level == "bone"]
-    views: list[tuple[str | None, dict[str, MaskSurface]]] = [(None, {c.unit.structure: c.consensus for c in bones})]
+    spine = [c for c in compared if c.box is not None and (schema[c.unit.structure].level == "bone"
+                                                           or c.unit.structure in levels.SACRUM_PARTS)]
+    views: list[tuple[str | None, dict[str, MaskSurface]]] = [(None, {c.unit.structure: c.consensus for c in spine})]
     for index, member in enumerate(members):
         views.append((member.name, {c.unit.structure: c.surfaces[c.unit.members.index(index)]
-                                    for c in bones if index in c.unit.members}))
+                                    for c in spine if index in c.unit.members}))
     by_name = {c.unit.structure: c for c in compared}
+    superior = affine[2, :3] / np.linalg.norm(affine[:3, :3], axis=0)  # height (LPS z) per mm along each array axis
     for who, surfaces in views:
         present = {name: s for name, s in surfaces.items() if not s.empty}
         centroids = {name: affine[:3, :3] @ (s.centroid_mm / s.spacing) + affine[:3, 3] for name, s in present.items()}
         midline = rules.midline_x(centroids, schema)
-        failed = {name: {"wrong_side"} for name, c in centroids.items()
-                  if rules.wrong_side(c, schema[name].laterality, midline)}
-        for name in rules.vertebral_order(centroids, schema):
-            failed.setdefault(name, set()).add("level_order")
-        ribs = {n: s.points_mm for n, s in present.items() if rules.is_rib(n)}
-        vertebrae = {n: s.points_mm for n, s in present.items() if rules.is_vertebra(n)}
-        for name in rules.rib_vertebra_levels(ribs, vertebrae, settings.rib_contact_mm):
-            failed.setdefault(name, set()).add("rib_vertebra_level")
-        for name, found in failed.items():
-            c = by_name[name]
+        found = levels.spine_levels(centroids, {n: s.points_mm for n, s in present.items()}, superior, schema,
+                                    settings.rib_contact_mm)
+        for name, c in centroids.items():
+            if rules.wrong_side(c, schema[name].laterality, midline):
+                found.add(name, "wrong_side")
+        for name, failed in found.failed.items():
+            if (c := by_name.get(name)) is None:
+                continue  # a level nobody can label here
             if who is None:
-                c.consensus_rules |= found
-                c.flags |= found
+                c.consensus_rules |= failed
+                c.flags |= failed
+                c.level_shift = found.shift.get(name, 0)
             else:
-                c.flags |= {f"{rule}@{who}" for rule in found - c.consensus_rules}
+                c.flags |= {f"{rule}@{who}" for rule in failed - c.consensus_rules}
 
 
 def _consensus_map(compared: list[_Compared], shape: tuple[int, ...], schema: BoneSchema) -> tuple[np.ndarray, dict[str, int]]:
@@ -263,6 +263,7 @@ def _result(c: _Compared, series_uid: str, study_uid: str, members: Sequence[Mem
         outlier_source=outlier_source(c.agreements, sources, settings) if status == "review" else "",
         member_agreement=tuple(c.agreements), consensus_segment=segment_numbers.get(c.unit.structure, 0),
         member_present=tuple(not s.empty for s in c.surfaces) if c.surfaces else (False,) * len(compared_members),
+        level_shift=c.level_shift,
     )
 
 

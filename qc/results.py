@@ -38,6 +38,9 @@ class Member:
     augmentation: str
     seg_series_uid: str
     seg_sop_uid: str
+    # Schema structures the source can label (its mapping's targets), recorded with its SEG; None when the SEG
+    # does not say (a SEG made elsewhere): qc.units then infers it from what the SEG labels.
+    vocabulary: frozenset[str] | None = None
 
     @property
     def name(self) -> str:

@@ -20,7 +20,9 @@ half: the agreement is the mean of the agreements with and without them). Why th
   With the default penalty ½ and threshold 0.8 any penalised rule sends the bone to review.
 
 A member that agrees that the structure is absent (both its mask and C₋ᵢ empty) has
-agreement 1. Status: ``absent`` when no member has the structure,
+agreement 1, so a structure no member labelled but the spine level rules say is in
+the image (a skipped level, the true level of a shifted run) scores the product of
+its penalties and goes to review. Otherwise status: ``absent`` when no member has the structure,
 ``insufficient_sources`` with fewer than two members, else ``review`` below
 ``review_below`` and ``accept`` at or above it.
 """
@@ -35,14 +37,17 @@ from labels.schema import default_schema
 from qc.metrics import PairMetrics
 from qc.results import ABSENT, ACCEPT, INSUFFICIENT, REVIEW
 
-RULES = ("fov_cutoff", "extra_components", "wrong_side", "too_small", "level_order", "rib_vertebra_level", "presence")
+RULES = ("fov_cutoff", "extra_components", "wrong_side", "too_small", "level_order", "rib_vertebra_level", "presence",
+         "level_shift", "level_gap", "spine_variant")
+# Cut-off by the field of view is information, not an error: a reviewer cannot complete what
+# was not imaged. "presence" (some members have the structure, some not) already scores 0 in
+# the agreement. A spine variant (L6, rib 13, sacralised L5, eleven rib pairs) is anatomy, not
+# an error. So by default none of these lowers the score.
+INFORMATIVE_RULES = ("fov_cutoff", "presence", "spine_variant")
 
 
 def _default_penalties() -> dict[str, float]:
-    # Cut-off by the field of view is information, not an error: a reviewer cannot
-    # complete what was not imaged, so by default it does not lower the score.
-    # "presence" (some members have the structure, some not) already scores 0 in the agreement.
-    return {rule: (1.0 if rule in ("fov_cutoff", "presence") else 0.5) for rule in RULES}
+    return {rule: (1.0 if rule in INFORMATIVE_RULES else 0.5) for rule in RULES}
 
 
 @dataclass(frozen=True)
@@ -98,13 +103,14 @@ def agreement(metrics: PairMetrics | None) -> float:
 
 def score_and_status(agreements: Sequence[float], n_present: int, consensus_rules: Sequence[str],
                      settings: QcSettings) -> tuple[float, str]:
+    penalty = math.prod(settings.rule_penalty.get(rule, 1.0) for rule in consensus_rules)
+    if n_present == 0 and penalty < 1.0:
+        return penalty, REVIEW  # nobody labelled it, but the spine levels say it is there (or was labelled as another)
     if len(agreements) < 2:
         return math.nan, INSUFFICIENT
     if n_present == 0:
         return math.nan, ABSENT
-    score = min(agreements)
-    for rule in consensus_rules:
-        score *= settings.rule_penalty.get(rule, 1.0)
+    score = min(agreements) * penalty
     return score, (ACCEPT if score >= settings.review_below else REVIEW)
 
 
