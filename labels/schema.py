@@ -15,6 +15,7 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
+from labels.coded_values import CodedValue
 from labels.errors import BoneHubInputError
 
 PRIVATE_SCHEME_DESIGNATOR = "99BONEHUB"
@@ -23,7 +24,14 @@ PRIVATE_SCHEME_VERSION = "1"
 
 LEFT = ("SCT", "7771000", "Left")
 RIGHT = ("SCT", "24028007", "Right")
-LEVELS = ("region", "group", "bone")
+
+
+class Level(CodedValue):
+    """Depth in the schema tree: a region holds groups, a group holds bones."""
+
+    REGION = "region"
+    GROUP = "group"
+    BONE = "bone"
 
 
 @dataclass(frozen=True)
@@ -52,12 +60,18 @@ class Structure:
     name: str
     display_name: str
     parent: str | None
-    level: str
+    level: Level  # given as a Level or its text; kept as the Level
     category: Code
     type: Code
     laterality: str | None
     color: tuple[int, int, int]
     note: str
+
+    def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "level", Level(self.level))
+        except BoneHubInputError as error:
+            raise BoneHubInputError(f"schema structure {self.name!r}: {error}") from None
 
     @property
     def modifier(self) -> Code | None:
@@ -105,8 +119,6 @@ class BoneSchema:
                 raise ValueError(f"schema id {s.id} of {s.name!r} must be in 1..65535 (label map voxels)")
             if s.parent is not None and s.parent not in self._by_name:
                 raise ValueError(f"parent {s.parent!r} of {s.name!r} is not in the schema")
-            if s.level not in LEVELS:
-                raise ValueError(f"level {s.level!r} of {s.name!r} is not one of {LEVELS}")
 
     def __iter__(self) -> Iterator[Structure]:
         return iter(self.structures)

@@ -10,6 +10,7 @@ import pytest
 
 from dicom_io.seg_writer import SegType
 from labels.errors import BoneHubInputError
+from labels.schema import Code, Structure, default_schema
 from qc.results import REVIEW, STATUSES, BoneResult, QcStatus
 
 
@@ -24,6 +25,7 @@ def test_a_coded_value_is_its_text():
     assert set(STATUSES) == {"accept", "review", "absent", "insufficient_sources", "corrected"}
     assert json.dumps([SegType.BINARY]) == '["binary"]'
     assert pd.DataFrame([{"status": QcStatus.ABSENT}]).status.tolist() == ["absent"]
+    assert default_schema()["rib_left_1"].level == "bone"
 
 
 def test_text_becomes_the_coded_value():
@@ -32,10 +34,18 @@ def test_text_becomes_the_coded_value():
     assert result.as_row()["status"] == "review"
 
 
-@pytest.mark.parametrize("make", [lambda: _result("acept"), lambda: SegType("LABELMAP")], ids=["qc-status", "seg-type"])
-def test_a_bad_value_names_itself_and_the_allowed_ones(make):
+def _structure(level: str) -> Structure:
+    code = Code("SCT", "1", "x")
+    return Structure(1, "x", "x", None, level, code, code, None, (0, 0, 0), "")
+
+
+@pytest.mark.parametrize("make, bad, allowed", [
+    (lambda: _result("acept"), "'acept'", "'accept', 'review', 'absent', 'insufficient_sources', 'corrected'"),
+    (lambda: SegType("LABELMAP"), "'LABELMAP'", "'labelmap', 'binary'"),
+    (lambda: _structure("leaf"), "'leaf'", "'region', 'group', 'bone'"),
+], ids=["qc-status", "seg-type", "schema-level"])
+def test_a_bad_value_names_itself_and_the_allowed_ones(make, bad, allowed):
     with pytest.raises(BoneHubInputError) as raised:
         make()
     assert isinstance(raised.value, ValueError)
-    message = str(raised.value)
-    assert ("'acept'" in message and "'accept', 'review'" in message) or ("'LABELMAP'" in message and "'labelmap', 'binary'" in message)
+    assert bad in str(raised.value) and allowed in str(raised.value)
