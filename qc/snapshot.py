@@ -8,17 +8,16 @@ as float32/bool, so it stays small when Beam moves it between workers.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
+from qc.boxes import masks_box
 from qc.results import BoneResult
 
 AXIAL = "axial"  # array axis 0 of a CT series' Volume: one image per acquired slice
 MARGIN_MM = 15.0  # context around a bone in the report's pictures
-
-Box = tuple[slice, slice, slice]
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: arrays have no single truth value
@@ -62,7 +61,7 @@ def take_snapshot(
     every mask is empty: there is nothing to look at.
     """
     _check_inputs(ct, spacing, masks, result, margin_mm)
-    box = _union_box(masks.values())
+    box = masks_box(masks.values())
     if box is None:
         return None
     slices, rows, cols = box
@@ -108,33 +107,6 @@ def _check_inputs(
             raise TypeError(f"{where}: mask of {name!r} must be bool, got {mask.dtype}")
         if mask.shape != ct.shape:
             raise ValueError(f"{where}: mask of {name!r} has shape {mask.shape}, the CT has {ct.shape}")
-
-
-def _union_box(masks: Iterable[np.ndarray]) -> Box | None:
-    """Bounding box of all masks together, without a full-size union array."""
-    boxes = [box for box in map(_box, masks) if box is not None]
-    if not boxes:
-        return None
-    spans = [slice(min(b[i].start for b in boxes), max(b[i].stop for b in boxes)) for i in range(3)]
-    return spans[0], spans[1], spans[2]
-
-
-def _box(mask: np.ndarray) -> Box | None:
-    """Bounding box of one mask: its slice range first, then rows and columns within that slab only.
-
-    Projections with ``any`` are ~20x faster than ``scipy.ndimage.find_objects`` on 512x512x300.
-    """
-    filled = np.flatnonzero(mask.reshape(mask.shape[0], -1).any(axis=1))
-    if filled.size == 0:
-        return None
-    slab = mask[filled[0] : filled[-1] + 1]
-    rows, cols = np.flatnonzero(slab.any(axis=(0, 2))), np.flatnonzero(slab.any(axis=(0, 1)))
-    return _span(filled), _span(rows), _span(cols)
-
-
-def _span(indices: np.ndarray) -> slice:
-    """From the first to past the last of sorted indices."""
-    return slice(int(indices[0]), int(indices[-1]) + 1)
 
 
 def _pick_slice(present: np.ndarray) -> int:

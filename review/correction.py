@@ -17,7 +17,7 @@ import numpy as np
 
 from dicom_io.geometry import describe_grid, match_grid, same_region
 from dicom_io.label_images import read_label_image
-from review.roi import Box
+from qc.boxes import Box
 from review.state import ReviewInputError
 
 

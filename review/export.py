@@ -24,8 +24,9 @@ from dicom_io.geometry import same_grid
 from dicom_io.provenance import SegmentationSource, derived_uid
 from dicom_io.stores import Store, open_store
 from labels.schema import BoneSchema, Structure, default_schema
+from qc.boxes import Box
 from review.series import SeriesLoader
-from review.roi import Box, box_to_json, mask_digest, roi_box
+from review.roi import box_to_json, mask_digest, roi_box
 from review.state import (ReviewInputError, ReviewPlace, SegRef, StaleItemError, corrections, head, qc_tables,
                           safe_name, series_row)
 from review.worklist import WorklistItem

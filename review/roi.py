@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-Box = tuple[slice, slice, slice]
+from qc.boxes import Box, grow_box, margin_voxels, masks_box
 
 KEEP, OVERWRITE = "keep", "overwrite"
 NEIGHBOUR_POLICIES = (KEEP, OVERWRITE)
@@ -26,18 +26,12 @@ def roi_box(masks: Iterable[np.ndarray], spacing: tuple[float, float, float], ma
     The margin is rounded up to whole voxels per axis, so the reviewer always
     sees at least ``margin_mm`` of context where the volume has it.
     """
-    union = None
-    for mask in masks:
-        union = mask.astype(bool, copy=True) if union is None else union | mask
-    if union is None or not union.any():
+    masks = list(masks)
+    box = masks_box(masks)
+    if box is None:
         raise ValueError("no source labels this structure: there is nothing to review")
-    grow = [int(np.ceil(margin_mm / s)) if margin_mm > 0 else 0 for s in spacing]
-    box = []
-    for axis, n in enumerate(union.shape):
-        other = tuple(a for a in range(3) if a != axis)
-        hits = np.flatnonzero(union.any(axis=other))
-        box.append(slice(max(int(hits[0]) - grow[axis], 0), min(int(hits[-1]) + 1 + grow[axis], n)))
-    return tuple(box)
+    grow = margin_voxels(spacing, margin_mm) if margin_mm > 0 else (0, 0, 0)
+    return grow_box(box, grow, masks[0].shape)
 
 
 def box_to_json(box: Box) -> dict[str, list[int]]:

@@ -26,12 +26,13 @@ import pandas as pd
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 
+from dicom_io.geometry import same_grid
 from dicom_io.provenance import SegmentationSource, derived_uid
 from dicom_io.seg_writer import SOFTWARE_VERSION
 from labels.schema import default_schema
 from qc.results import CORRECTED, BoneResult, result_from_row
 from results.members import CONSENSUS_NAME
-from review.correction import load_corrected_mask
+from review.correction import grids, load_corrected_mask
 from review.export import owned_ids, read_item
 from review.series import SeriesLoader
 from review.roi import KEEP, box_from_json, mask_digest, paste_correction
@@ -121,7 +122,7 @@ def import_correction(place: ReviewPlace, folder: str | Path, reviewer: Reviewer
 
     label_map = read_seg(base_seg, ct, strict=True).volume.array
     box = box_from_json(record["roi"], ct.volume.spatial_shape)
-    if not np.allclose(ct.volume[box].affine, np.array(record["roi"]["affine"]), atol=1e-3):
+    if not same_grid(ct.volume[box], grids(record)[0]):
         raise StaleItemError(f"{item_id}: the CT grid no longer matches the exported ROI; export the item again")
     schema = default_schema()
     structure = schema[record["bone"]]
