@@ -14,7 +14,7 @@
   model puts another copy on the same GPU. ``--experiments=no_use_multiple_sdk_containers`` starts one
   process per worker VM (with ``count:1``, one per GPU); in it the loaded sources are shared by all
   harness threads (``beam.utils.shared``, as Beam's RunInference does) and one inference runs at a time
-  (``segment_job.LoadedSources``), while the other threads (``--number_of_worker_harness_threads``, 4 by
+  (``segment_predict.LoadedSources``), while the other threads (``--number_of_worker_harness_threads``, 4 by
   default) read the next staged CT and stage finished label maps. NVIDIA MPS (several processes
   sharing one GPU) is the alternative Dataflow offers; it multiplies the model's GPU memory, which
   nnU-Net models of several GB cannot afford.

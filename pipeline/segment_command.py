@@ -17,7 +17,7 @@ from labels.errors import BoneHubInputError
 from pipeline.dataflow import DataflowProfile
 
 if TYPE_CHECKING:
-    from pipeline.segment_job import SegmentSettings
+    from pipeline.segment_steps import SegmentSettings
 
 DEFAULT_OUT = "output/segmentations"
 
@@ -78,7 +78,8 @@ def run_from_args(args: argparse.Namespace) -> list[str]:
     """Run Stage 1 as the arguments say, print a summary; return the UIDs of the series it covered."""
     from models.sources import build_source
     from pipeline.dataflow import accelerators, runs_on_dataflow, write_pipeline_proto
-    from pipeline.segment_job import SegmentSettings, run_segment_job, segment_pipeline
+    from pipeline.segment_job import run_segment_job, segment_pipeline
+    from pipeline.segment_steps import SegmentSettings
     from pipeline.stage1 import SourceInfo, canonical_augmentations, plan_outputs
     from results.manifest import FAILED, read_manifest
 

@@ -23,7 +23,9 @@ from google.protobuf import text_format
 
 from pipeline.cli import main
 from pipeline.dataflow import ACCELERATOR_URN, DataflowProfile, accelerators, pipeline_proto
-from pipeline.segment_job import Predict, SegmentSettings, segment_pipeline
+from pipeline.segment_job import segment_pipeline
+from pipeline.segment_predict import Predict
+from pipeline.segment_steps import SegmentSettings
 from results.series_ref import IDC, SeriesRef
 
 IDC_CSV = Path(__file__).resolve().parents[1] / "data" / "idc" / "nlst_review_series.csv"

@@ -22,7 +22,7 @@ from dicom_io.stores import open_store
 from pipeline import staging
 from pipeline.cli import main
 from pipeline.inputs import local_series, store_series
-from pipeline.segment_job import EncodeAndStore, PredictedSeries, SegmentSettings, StagedOutput, StageSeries
+from pipeline.segment_steps import EncodeAndStore, PredictedSeries, SegmentSettings, StagedOutput, StageSeries
 from pipeline.stage1 import OutputTask, SourceInfo
 from pipeline.staging import Staging, StagingMissingError
 

@@ -1,0 +1,229 @@
+"""Stage 1's CPU steps as Beam DoFns, the elements they hand over, and the settings every worker gets.
+
+- ``PlanOutputs``: a series' outputs (source × augmentation), each with its SEG UIDs;
+- ``SkipExisting``: outputs the store holds go straight to the manifest, before anything is downloaded;
+- ``StageSeries``: fetch a series, read and check it, stage it as one object (``pipeline.staging``);
+- ``EncodeAndStore``: encode each staged label map as a SEG on the staged CT, store a series' SEGs together;
+- ``WriteManifest``: merge every row of the run into the manifest.
+
+The GPU step between staging and encoding is ``pipeline.segment_predict.Predict``; the graph that
+joins them is ``pipeline.segment_job``. Every failure becomes a manifest row naming its step.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import apache_beam as beam
+
+from pipeline import staging
+from pipeline.stage1 import OutputTask, SourceInfo, encode_output, existing_output, failed, plan_outputs, written
+from pipeline.staging import Staging, StagingMissingError
+from results.manifest import EXISTS, WRITTEN, ManifestRow, merge_into_manifest
+from results.series_ref import LOCAL, SeriesRef, fetch_series
+
+log = logging.getLogger("bonehub.segment")
+
+DONE = "done"
+FAILED_TAG = "failed"
+
+
+@dataclass(frozen=True)
+class SegmentSettings:
+    """Everything a worker needs besides the element: small and picklable."""
+
+    sources: tuple[SourceInfo, ...]
+    augmentations: tuple[str, ...]  # canonical texts, "none" first
+    store_uri: str
+    manifest_uri: str
+    cache_dir: str  # series downloads
+    staging_uri: str  # pipeline.staging: a folder, or gs:// on Dataflow
+    seg_type: str = "labelmap"
+    idc_endpoint_url: str | None = None
+    keep_downloads: bool = True  # False on Dataflow: a worker's disk would fill up with series it has staged
+
+
+class PlanOutputs(beam.DoFn):
+    def __init__(self, settings: SegmentSettings):
+        self.settings = settings
+
+    def process(self, series: SeriesRef) -> Iterator[OutputTask]:
+        yield from plan_outputs(series, self.settings.sources, self.settings.augmentations, self.settings.seg_type)
+
+
+class SkipExisting(beam.DoFn):
+    """Outputs already in the store go straight to the manifest; the rest go on, keyed by series."""
+
+    def __init__(self, settings: SegmentSettings):
+        self.settings = settings
+
+    def setup(self) -> None:
+        from dicom_io.stores import open_store
+
+        self.store = open_store(self.settings.store_uri)
+
+    def process(self, task: OutputTask) -> Iterator:
+        try:
+            row = existing_output(task, self.store)
+        except Exception as error:  # an unreachable store fails the output, not the run
+            yield beam.pvalue.TaggedOutput(DONE, failed(task, "check store", error))
+            return
+        if row is not None:
+            log.info("%s: exists, skipped", task.describe())
+            yield beam.pvalue.TaggedOutput(DONE, row)
+        else:
+            yield task.series.series_uid, task
+
+
+@dataclass(frozen=True)
+class StagedSeries:
+    """A series' pending outputs and its staged CT: what ``StageSeries`` hands to ``Predict``."""
+
+    ct_uri: str
+    tasks: tuple[OutputTask, ...]
+
+
+@dataclass(frozen=True)
+class StagedOutput:
+    """One output whose label map is staged, with the seconds its inference took."""
+
+    task: OutputTask
+    labels_uri: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class PredictedSeries:
+    """What ``Predict`` hands to ``EncodeAndStore``: the staged label maps of one series.
+
+    ``complete``: every pending output of the series has one (none failed), so once they are stored
+    the staged CT is no longer needed.
+    """
+
+    ct_uri: str
+    outputs: tuple[StagedOutput, ...]
+    complete: bool
+
+
+class StageSeries(beam.DoFn):
+    """Fetch one series, read and check it, and stage it for the GPU step; a CT staged before is used as is."""
+
+    def __init__(self, settings: SegmentSettings):
+        self.settings = settings
+
+    def process(self, keyed: tuple[str, Iterable[OutputTask]]) -> Iterator:
+        from dicom_io.ct_series import read_ct_series
+
+        series_uid, tasks = keyed
+        tasks = tuple(tasks)
+        started = time.perf_counter()
+        step = "stage"
+        try:
+            ct_uri = Staging(self.settings.staging_uri).ct_uri(series_uid)
+            if staging.is_staged(ct_uri):
+                log.info("series %s: staged before, %s", series_uid, ct_uri)
+            else:
+                step = "fetch"
+                folder = fetch_series(tasks[0].series, self.settings.cache_dir,
+                                      idc_endpoint_url=self.settings.idc_endpoint_url)
+                step = "read CT"
+                ct = read_ct_series(folder, series_uid)
+                step = "stage"
+                staging.put_ct(ct_uri, ct)
+                if not self.settings.keep_downloads and tasks[0].series.kind != LOCAL:
+                    shutil.rmtree(folder, ignore_errors=True)
+        except Exception as error:
+            for task in tasks:
+                yield beam.pvalue.TaggedOutput(FAILED_TAG, failed(task, step, error, started))
+            return
+        yield StagedSeries(ct_uri, tasks)
+
+
+class EncodeAndStore(beam.DoFn):
+    """Encode each staged label map of a series as a SEG on its CT, store them together, clear what is stored.
+
+    The SEGs of a series go in one ``put_many`` (one STOW-RS request to a DICOMweb store). When that
+    fails, each is sent alone, so every output's row says whether it, not its batch, was stored.
+    """
+
+    def __init__(self, settings: SegmentSettings):
+        self.settings = settings
+
+    def setup(self) -> None:
+        from dicom_io.stores import open_store
+
+        self.store = open_store(self.settings.store_uri)
+
+    def process(self, series: PredictedSeries) -> Iterator[ManifestRow]:
+        started = time.perf_counter()
+        try:
+            ct = staging.get_ct(series.ct_uri)
+        except Exception as error:
+            retried = isinstance(error, StagingMissingError)  # a first attempt may have stored all and cleared up
+            for output in series.outputs:
+                yield (retried and self._stored_before(output.task)) or failed(output.task, "read staged CT", error, started)
+            return
+        encoded, rows = [], []
+        for output in series.outputs:
+            result = self._encode(output, ct)
+            (rows if isinstance(result, ManifestRow) else encoded).append(result)
+        for (output, seg, schema_map, began), location in zip(encoded, self._put([e[1] for e in encoded]), strict=True):
+            if isinstance(location, BaseException):
+                rows.append(failed(output.task, "store", location, began))
+            else:
+                staging.discard(output.labels_uri)
+                rows.append(written(output.task, location, schema_map, began))
+        yield from rows
+        if series.complete and all(row.status in (WRITTEN, EXISTS) for row in rows):  # all in the store
+            staging.discard(series.ct_uri)
+
+    def _encode(self, output: StagedOutput, ct) -> tuple | ManifestRow:
+        """(output, SEG, label map, start time counting its inference), or the row of its failure."""
+        began = time.perf_counter() - output.seconds
+        step = "read staged labels"
+        try:
+            schema_map = staging.get_labels(output.labels_uri)
+            step = "encode"
+            return output, encode_output(output.task, ct, schema_map), schema_map, began
+        except StagingMissingError as error:  # a retried bundle: a first attempt may have stored it and cleared up
+            return self._stored_before(output.task) or failed(output.task, step, error, began)
+        except Exception as error:
+            log.debug("%s: traceback of the failure", output.task.describe(), exc_info=True)
+            return failed(output.task, step, error, began)
+
+    def _stored_before(self, task: OutputTask) -> ManifestRow | None:
+        """The ``exists`` row of an output the store holds (Dataflow retries bundles whose worker died)."""
+        try:
+            return existing_output(task, self.store)
+        except Exception:
+            return None
+
+    def _put(self, segs: list) -> list[str | BaseException]:
+        """Each SEG's location, or the error that kept it out of the store."""
+        if not segs:
+            return []
+        try:
+            return self.store.put_many(segs)
+        except Exception as error:
+            log.info("storing %d SEGs together failed (%s); storing each alone", len(segs), error)
+        results: list[str | BaseException] = []
+        for seg in segs:
+            try:
+                results.append(self.store.put(seg))
+            except Exception as error:
+                results.append(error)
+        return results
+
+
+class WriteManifest(beam.DoFn):
+    def __init__(self, manifest_uri: str):
+        self.manifest_uri = manifest_uri
+
+    def process(self, rows: list[ManifestRow]) -> Iterator[str]:
+        merged = merge_into_manifest(self.manifest_uri, rows)
+        log.info("manifest %s: %d rows from this run, %d in all", self.manifest_uri, len(rows), len(merged))
+        yield self.manifest_uri
