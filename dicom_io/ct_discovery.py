@@ -117,4 +117,3 @@ def select_series(
             f"{len(ct)} CT series in {where}, choose one with series_uid: {_listing(ct)}"
         )
     return next(iter(ct.items()))
-

@@ -16,19 +16,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from pydicom import Dataset
 
 from dicom_io.stores.base import (
-    DEFAULT_TIMEOUT_S,
-    DICOM_MEDIA_TYPE,
-    InstanceNotFoundError,
-    InstanceRef,
-    StoreConflictError,
-    StoreError,
-    StoreUnavailableError,
-    StoreWriteError,
-    encode,
-    instance_uids,
-    matches,
-    network_reason,
-    validate_filters,
+    DEFAULT_TIMEOUT_S, DICOM_MEDIA_TYPE, InstanceNotFoundError, InstanceRef, StoreConflictError, StoreError,
+    StoreUnavailableError, StoreWriteError, encode, instance_uids, matches, network_reason, validate_filters,
     validate_key,
 )
 from dicom_io.stores.retry import RETRIED_STATUSES, http_status, mount_retries
@@ -271,7 +260,6 @@ class DicomWebStore:
         refs = {InstanceRef(_json_value(r, _TAG_STUDY), _json_value(r, _TAG_SERIES), _json_value(r, _TAG_SOP),
                             _json_value(r, _TAG_MODALITY) or (modality or "")) for r in rows}
         return sorted(ref for ref in refs if matches(ref, study_uid, series_uid, modality))
-
 
 
 def _json_value(row: dict, tag: str) -> str:

@@ -17,19 +17,8 @@ import pydicom
 from pydicom import Dataset
 
 from dicom_io.stores.base import (
-    DEFAULT_TIMEOUT_S,
-    DICOM_MEDIA_TYPE,
-    SUFFIX,
-    InstanceNotFoundError,
-    InstanceRef,
-    StoreUnavailableError,
-    StoreWriteError,
-    encode,
-    instance_uids,
-    matches,
-    network_reason,
-    validate_filters,
-    validate_key,
+    DEFAULT_TIMEOUT_S, DICOM_MEDIA_TYPE, SUFFIX, InstanceNotFoundError, InstanceRef, StoreUnavailableError,
+    StoreWriteError, encode, instance_uids, matches, network_reason, validate_filters, validate_key,
 )
 
 logger = logging.getLogger(__name__)

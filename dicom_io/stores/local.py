@@ -15,7 +15,9 @@ from typing import Sequence
 import pydicom
 from pydicom import Dataset
 
-from dicom_io.stores.base import SUFFIX, InstanceNotFoundError, InstanceRef, instance_uids, matches, validate_filters, validate_key
+from dicom_io.stores.base import (
+    SUFFIX, InstanceNotFoundError, InstanceRef, instance_uids, matches, validate_filters, validate_key,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -16,6 +16,7 @@ from .formats import ReviewError
 from .geometry import Grid, grid_mismatch, roi_grid
 from .nrrd import nrrd_grid, read_nrrd_header
 
+
 @dataclass(frozen=True)
 class SeriesRef:
     """A DICOM series to retrieve, by its study and series UIDs."""
