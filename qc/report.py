@@ -4,22 +4,22 @@ Everything, pictures included (base64 PNG), is inline, so the file opens from a
 bucket or a mail without a server. Series are named by UID only: patient names
 and IDs are not in the QC table, and this module never looks them up. Figures
 are drawn on ``matplotlib.figure.Figure`` with the Agg canvas, so no global
-pyplot state or backend is touched inside a worker.
+pyplot state or backend is touched inside a worker. The report stays readable
+and quick for a whole collection (100,000 series: ``bench/report_scale.py``):
+sections over series aggregate, and those that show single series show a capped
+number of them, saying so.
 """
 
 from __future__ import annotations
 
-import base64
-import io
 import math
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from html import escape
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from matplotlib import colormaps
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize, to_hex, to_rgba
 from matplotlib.figure import Figure
@@ -27,11 +27,15 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from labels.schema import default_schema
+from qc.report_comparison import comparison_section
+from qc.report_html import DPI, number, png, table_html
 from qc.results import ABSENT, INSUFFICIENT, REVIEW, STATUSES, TABLE_COLUMNS
 from qc.snapshot import Snapshot
 
 WORST_ROWS = 20
 MAX_HEATMAP_SERIES = 60  # more columns are unreadable: the heatmap then shows the series with the lowest mean score
+MAX_SERIES_ROWS = 100  # more series: the series table lists only those the other sections name
+MAX_SNAPSHOTS = 50  # more: the snapshots of the lowest scores
 BONE_WINDOW = (400.0, 1800.0)  # level, width in HU
 SCORE_CMAP = "RdYlGn"
 NO_SCORE_COLOURS = {  # heatmap cells without a score, each kind visibly different
@@ -40,8 +44,6 @@ NO_SCORE_COLOURS = {  # heatmap cells without a score, each kind visibly differe
     "other": "#b3b3b3",  # a NaN score under any other status
     "not compared": "#ffffff",  # the bone has no row for that series
 }
-DPI = 100
-
 _STYLE = """
 body { font-family: sans-serif; margin: 2em; color: #222; max-width: 1400px; }
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
@@ -67,15 +69,18 @@ def write_report(
     """Write the QC report of ``table`` (columns ``qc.results.TABLE_COLUMNS``) with one figure per snapshot."""
     _check_table(table)
     labels = _series_labels(table)
+    heatmap, worst, shown = _heatmap_series(table, labels), _worst_rows(table), _chosen_snapshots(snapshots)
+    named = {*heatmap, *worst["series_uid"], *(s.series_uid for s in shown)}
     sections = [
         f"<h1>{escape(title)}</h1>",
         _summary(table),
         f"<h2>Settings</h2>\n<pre>{escape(settings_text)}</pre>" if settings_text else "",
-        _heatmap_section(table, labels),
+        _heatmap_section(table, labels, heatmap),
         _bones_section(table),
-        _series_section(table, labels),
-        _worst_section(table, labels),
-        _snapshots_section(snapshots, labels),
+        comparison_section(table),
+        _series_section(table, labels, named),
+        _worst_section(worst, labels),
+        _snapshots_section(shown, labels, len(snapshots)),
     ]
     body = "\n".join(s for s in sections if s)
     document = (
@@ -124,32 +129,10 @@ def _text(value: object) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _number(value: object, digits: int = 3) -> str:
-    number = float(value)  # type: ignore[arg-type]
-    return "–" if math.isnan(number) else f"{number:.{digits}f}"
-
-
-def _table_html(header: Sequence[str], rows: Sequence[Sequence[str]], numeric: Collection[int] = ()) -> str:
-    """An HTML table; cells are given already escaped (some carry markup)."""
-    head = "".join(f"<th>{escape(h)}</th>" for h in header)
-    body = "\n".join(
-        "<tr>" + "".join(f'<td class="num">{c}</td>' if i in numeric else f"<td>{c}</td>" for i, c in enumerate(row)) + "</tr>"
-        for row in rows
-    )
-    return f"<table>\n<tr>{head}</tr>\n{body}\n</table>"
-
-
-def _png(figure: Figure) -> str:
-    """The figure as an inline <img> source."""
-    buffer = io.BytesIO()
-    FigureCanvasAgg(figure).print_png(buffer)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
 def _summary(table: pd.DataFrame) -> str:
     n = len(table)
     counts = table["status"].value_counts()
-    flagged = sum(bool(_items(v)) for v in table["flags"])
+    flagged = int(table["flags"].fillna("").ne("").sum())
     share = f"{100 * flagged / n:.1f} %" if n else "–"
     rows = [
         ("Series", str(table["series_uid"].nunique())),
@@ -158,18 +141,21 @@ def _summary(table: pd.DataFrame) -> str:
         *((f"Status {status}", str(int(counts.get(status, 0)))) for status in STATUSES),
         ("Flagged by at least one rule", f"{flagged} ({share})"),
     ]
-    return "<h2>Summary</h2>\n" + _table_html(("", "count"), [(escape(k), v) for k, v in rows], numeric={1})
+    return "<h2>Summary</h2>\n" + table_html(("", "count"), [(escape(k), v) for k, v in rows], numeric={1})
 
 
-def _heatmap_section(table: pd.DataFrame, labels: dict[str, str]) -> str:
+def _heatmap_series(table: pd.DataFrame, labels: dict[str, str]) -> list[str]:
+    """The series the heatmap shows: all, or the ``MAX_HEATMAP_SERIES`` with the lowest mean score (label order)."""
+    if len(labels) <= MAX_HEATMAP_SERIES:
+        return list(labels)
+    worst = set(table.groupby("series_uid")["score"].mean().sort_values(na_position="last").index[:MAX_HEATMAP_SERIES])
+    return [uid for uid in labels if uid in worst]
+
+
+def _heatmap_section(table: pd.DataFrame, labels: dict[str, str], series: list[str]) -> str:
     if table.empty:
         return "<h2>Scores</h2>\n<p>No results.</p>"
-    series = list(labels)
-    note = ""
-    if len(series) > MAX_HEATMAP_SERIES:
-        worst = table.groupby("series_uid")["score"].mean().sort_values(na_position="last").index[:MAX_HEATMAP_SERIES]
-        series = [uid for uid in series if uid in set(worst)]
-        note = f" Showing the {MAX_HEATMAP_SERIES} of {len(labels)} series with the lowest mean score."
+    note = f" Showing the {len(series)} of {len(labels)} series with the lowest mean score." if len(series) < len(labels) else ""
     bones = _bone_order(list(table["bone"].unique()))
     shown = table[table["series_uid"].isin(series)]
     scores = shown.pivot(index="bone", columns="series_uid", values="score").reindex(index=bones, columns=series)
@@ -177,7 +163,7 @@ def _heatmap_section(table: pd.DataFrame, labels: dict[str, str]) -> str:
     figure = _heatmap_figure(scores, statuses, [labels[uid] for uid in series])
     return (
         "<h2>Scores</h2>\n"
-        f'<figure><img alt="QC score per bone and series" src="{_png(figure)}">'
+        f'<figure><img alt="QC score per bone and series" src="{png(figure)}">'
         f"<figcaption>QC score per bone (rows, schema order) and series (columns, see the series table).{escape(note)}"
         "</figcaption></figure>"
     )
@@ -226,33 +212,43 @@ def _bones_section(table: pd.DataFrame) -> str:
                 f'<span class="uid">{escape(bone)}</span>',
                 str(len(of_bone)),
                 *(str(int(counts.get(status, 0))) for status in STATUSES),
-                _number(of_bone["score"].median()),
+                number(of_bone["score"].median()),
             )
         )
     header = ("bone", "schema name", "series", *STATUSES, "median score")
-    return "<h2>Bones</h2>\n" + _table_html(header, rows, numeric=set(range(2, len(header))))
+    return "<h2>Bones</h2>\n" + table_html(header, rows, numeric=set(range(2, len(header))))
 
 
-def _series_section(table: pd.DataFrame, labels: dict[str, str]) -> str:
-    rows = []
-    for uid, label in labels.items():
-        of_series = table[table["series_uid"] == uid]
-        rows.append(
-            (
-                escape(label),
-                f'<span class="uid">{escape(uid)}</span>',
-                f'<span class="uid">{escape(str(of_series["study_uid"].iloc[0]))}</span>',
-                str(len(of_series)),
-                str(int((of_series["status"] == REVIEW).sum())),
-                _number(of_series["score"].min()),
-            )
+def _series_section(table: pd.DataFrame, labels: dict[str, str], named: set[str]) -> str:
+    """Every series, or past ``MAX_SERIES_ROWS`` those the other sections name (their S-labels need a row here)."""
+    shown = list(labels) if len(labels) <= MAX_SERIES_ROWS else [uid for uid in labels if uid in named]
+    note = "" if len(shown) == len(labels) else (
+        f"<p>Showing the {len(shown)} of {len(labels)} series that the score heatmap, the lowest scores and the "
+        "snapshots name.</p>\n")
+    by_series = table.groupby("series_uid", sort=False)
+    study = table.drop_duplicates("series_uid").set_index("series_uid")["study_uid"]
+    bones, lowest = by_series.size(), by_series["score"].min()
+    review = (table["status"] == REVIEW).groupby(table["series_uid"], sort=False).sum()
+    rows = [
+        (
+            escape(labels[uid]),
+            f'<span class="uid">{escape(uid)}</span>',
+            f'<span class="uid">{escape(str(study[uid]))}</span>',
+            str(int(bones[uid])),
+            str(int(review[uid])),
+            number(lowest[uid]),
         )
+        for uid in shown
+    ]
     header = ("", "series UID", "study UID", "bones", "review", "lowest score")
-    return "<h2>Series</h2>\n" + _table_html(header, rows, numeric={3, 4, 5})
+    return "<h2>Series</h2>\n" + note + table_html(header, rows, numeric={3, 4, 5})
 
 
-def _worst_section(table: pd.DataFrame, labels: dict[str, str]) -> str:
-    scored = table[table["score"].notna()].sort_values("score", kind="stable").head(WORST_ROWS)
+def _worst_rows(table: pd.DataFrame) -> pd.DataFrame:
+    return table[table["score"].notna()].sort_values("score", kind="stable").head(WORST_ROWS)
+
+
+def _worst_section(scored: pd.DataFrame, labels: dict[str, str]) -> str:
     if scored.empty:
         return "<h2>Lowest scores</h2>\n<p>No scored results.</p>"
     schema = default_schema()
@@ -261,22 +257,32 @@ def _worst_section(table: pd.DataFrame, labels: dict[str, str]) -> str:
             escape(labels[row.series_uid]),
             escape(schema[row.bone].display_name),
             escape(row.status),
-            _number(row.score),
-            _number(row.dice_mean),
-            _number(row.hd95_mm, 1),
+            number(row.score),
+            number(row.dice_mean),
+            number(row.hd95_mm, 1),
             "<br>".join(escape(flag) for flag in _items(row.flags)),
             escape(_text(row.outlier_source)),
         )
         for row in scored.itertuples(index=False)
     ]
     header = ("series", "bone", "status", "score", "mean Dice", "HD95 mm", "flags", "outlier source")
-    return f"<h2>Lowest scores (up to {WORST_ROWS})</h2>\n" + _table_html(header, rows, numeric={3, 4, 5})
+    return f"<h2>Lowest scores (up to {WORST_ROWS})</h2>\n" + table_html(header, rows, numeric={3, 4, 5})
 
 
-def _snapshots_section(snapshots: Sequence[Snapshot], labels: dict[str, str]) -> str:
+def _chosen_snapshots(snapshots: Sequence[Snapshot]) -> list[Snapshot]:
+    """All snapshots, or past ``MAX_SNAPSHOTS`` those of the lowest scores (in the order given)."""
+    if len(snapshots) <= MAX_SNAPSHOTS:
+        return list(snapshots)
+    lowest = sorted(range(len(snapshots)), key=lambda i: (math.isnan(snapshots[i].score), snapshots[i].score))
+    keep = set(lowest[:MAX_SNAPSHOTS])
+    return [s for i, s in enumerate(snapshots) if i in keep]
+
+
+def _snapshots_section(snapshots: Sequence[Snapshot], labels: dict[str, str], total: int) -> str:
     if not snapshots:
         return ""
-    return "<h2>Snapshots</h2>\n" + "\n".join(_snapshot_html(s, labels.get(s.series_uid, "")) for s in snapshots)
+    note = f"<p>Showing the {len(snapshots)} of {total} snapshots with the lowest scores.</p>\n" if total > len(snapshots) else ""
+    return "<h2>Snapshots</h2>\n" + note + "\n".join(_snapshot_html(s, labels.get(s.series_uid, "")) for s in snapshots)
 
 
 def _member_colours(names: Sequence[str]) -> dict[str, str]:
@@ -291,13 +297,13 @@ def _snapshot_html(snapshot: Snapshot, series_label: str) -> str:
     heading = f"{bone} — {series_label}" if series_label else bone
     caption = (
         f'Series <span class="uid">{escape(snapshot.series_uid)}</span>, status {escape(snapshot.status)}, '
-        f"score {_number(snapshot.score)}; {escape(snapshot.slice_axis)} slice {snapshot.slice_index}, "
+        f"score {number(snapshot.score)}; {escape(snapshot.slice_axis)} slice {snapshot.slice_index}, "
         f"crop from row {snapshot.crop_origin[0]}, column {snapshot.crop_origin[1]}; "
         f"window level {BONE_WINDOW[0]:g} width {BONE_WINDOW[1]:g} HU."
     )
     return (
         f"<h3>{escape(heading)}</h3>\n"
-        f'<figure><img alt="{escape(bone)} snapshot" src="{_png(_snapshot_figure(snapshot, colours))}">'
+        f'<figure><img alt="{escape(bone)} snapshot" src="{png(_snapshot_figure(snapshot, colours))}">'
         f"<figcaption>{caption}<ul>{members}</ul></figcaption></figure>"
     )
 

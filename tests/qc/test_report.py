@@ -207,7 +207,7 @@ def test_report_is_self_contained_escaped_and_anonymous(sample_ct, cases, tmp_pa
     assert page.open == []
     text = "".join(page.text)
 
-    assert len(page.images) == len(snapshots) + 1  # the heatmap and one per snapshot
+    assert len(page.images) == len(snapshots) + 2  # the heatmap, the model comparison and one per snapshot
     for src in page.images:
         assert src.startswith("data:image/png;base64,")
         assert base64.b64decode(src.split(",", 1)[1]).startswith(b"\x89PNG\r\n\x1a\n")

@@ -1,0 +1,160 @@
+"""Does the QC run's summary scale to a whole collection? ``model_comparison`` and ``write_report`` on 100,000 series.
+
+Input: a synthetic QC table (``synthetic_table``), vectorised and seeded: ``series`` series
+x 60 structures (skeleton, the spine and thoracic cage bones, shoulder girdle) x 3 members
+(two augmentations of one source and a second source), with the columns of
+``qc.results.TABLE_COLUMNS``. Values are plausible, not real: presence per member with a
+per-structure rate (some structures mostly out of the field of view, so ``absent`` rows
+occur), an agreement near 0.9 where the member and another member see the structure and 0
+where only one of them does, the score as ``qc.score`` forms it (minimum agreement x ½ per
+penalised consensus rule), the outlier source where one source's members agree clearly
+less, and a few member and consensus flags.
+
+Ours: ``qc.comparison.model_comparison`` on the table, then ``qc.report.write_report``
+(with its comparison section; no snapshots, which are pictures of single series).
+Anchor: the same on 1,000 series, so the printed ratio shows how time and HTML size grow
+with the collection (100x the series).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from labels.schema import default_schema
+from qc.comparison import model_comparison
+from qc.report import write_report
+from qc.results import ABSENT, ACCEPT, REVIEW, TABLE_COLUMNS
+
+RESULTS_PATH = Path(__file__).resolve().parent / "results" / "report_scale.json"
+FULL_SERIES, ANCHOR_SERIES = 100_000, 1_000
+MEMBERS = ("TotalSegmentator total 2", "TotalSegmentator total 2 [rotate(0,0,5)]", "MOOSE clin_ct 1")
+SOURCES = ("TotalSegmentator total 2", "TotalSegmentator total 2", "MOOSE clin_ct 1")
+REGIONS = ("spine", "thoracic_cage", "shoulder_girdle")
+MEMBER_RULES = ("extra_components", "too_small", "wrong_side", "rib_vertebra_level")
+
+
+def structures() -> list[str]:
+    """``skeleton`` and every bone of the spine, thoracic cage and shoulder girdle regions (60 structures)."""
+    schema = default_schema()
+    bones = [s.name for s in schema.bones() if any(a.name in REGIONS for a in schema.ancestors(s.name))]
+    return ["skeleton", *bones]
+
+
+def synthetic_table(series: int, seed: int = 0) -> pd.DataFrame:
+    """A plausible QC table of ``series`` series (see the module docstring); every column vectorised."""
+    rng = np.random.default_rng(seed)
+    names = structures()
+    n = series * len(names)
+    bone = np.tile(np.arange(len(names)), series)
+    seen_rate = rng.uniform(0.3, 1.0, len(names))[bone]  # how often a CT shows this structure
+    shown = rng.random(n) < seen_rate
+    miss = np.array([0.01, 0.01, 0.05])  # the second source misses more
+    present = shown[:, None] & (rng.random((n, 3)) >= miss)
+    present |= ~shown[:, None] & (rng.random((n, 3)) < 0.002)  # rare false positives
+    n_present = present.sum(axis=1)
+    others = n_present[:, None] - present
+    agreement = np.where(present & (others > 0), rng.beta([30, 30, 12], 2, (n, 3)), 0.0)
+    agreement = np.where(~present & (others == 0), 1.0, agreement)  # it and the others agree it is not there
+    consensus_rule = rng.random(n) < 0.01
+    score = agreement.min(axis=1) * np.where(consensus_rule, 0.5, 1.0)
+    status = np.where(n_present == 0, ABSENT, np.where(score < 0.8, REVIEW, ACCEPT)).astype(object)
+    score[n_present == 0] = np.nan
+    by_source = np.stack([agreement[:, :2].mean(axis=1), agreement[:, 2]], axis=1)
+    worst = by_source.argmin(axis=1)
+    margin = np.abs(by_source[:, 0] - by_source[:, 1])
+    outlier = np.where((status == REVIEW) & (by_source.min(axis=1) < 0.8) & (margin >= 0.1),
+                       np.array([SOURCES[0], SOURCES[2]], dtype=object)[worst], "")
+    flags = pd.Series("", index=range(n), dtype="str")
+    choices = np.array([f"{r}@{m}" for r in MEMBER_RULES for m in MEMBERS], dtype=object)
+    flags = _add_flag(flags, rng.random(n) < 0.02, choices[rng.integers(0, len(choices), n)])
+    flags = _add_flag(flags, consensus_rule, "fov_cutoff")
+    flags = _add_flag(flags, (n_present > 0) & (n_present < 3), "presence")
+    text = np.array([f"{v:.3f}" for v in np.linspace(0, 1, 1001)], dtype=object)
+    joined = [pd.Series(text[np.rint(agreement[:, i] * 1000).astype(int)], dtype="str") for i in range(3)]
+    uids = np.array([f"1.2.826.0.1.3680043.8.498.{i}" for i in range(series)], dtype=object)
+    schema = default_schema()
+    table = pd.DataFrame({
+        "series_uid": np.repeat(uids, len(names)),
+        "study_uid": np.repeat(uids, len(names)),
+        "bone": np.array(names, dtype=object)[bone],
+        "level": np.array([schema[b].level for b in names], dtype=object)[bone],
+        "members": ";".join(MEMBERS),
+        "n_sources": 3,
+        "n_present": n_present,
+        "dice_mean": np.where(n_present > 0, agreement.mean(axis=1), np.nan),
+        "dice_min": np.where(n_present > 0, agreement.min(axis=1), np.nan),
+        "hd95_mm": rng.gamma(2.0, 1.5, n),
+        "assd_mm": rng.gamma(2.0, 0.4, n),
+        "nsd": np.where(n_present > 0, agreement.mean(axis=1), np.nan),
+        "centroid_spread_mm": rng.gamma(2.0, 0.8, n),
+        "volume_ml": rng.gamma(4.0, 8.0, n),
+        "volume_cv": rng.gamma(2.0, 0.03, n),
+        "score": score,
+        "status": status,
+        "flags": flags,
+        "outlier_source": outlier,
+        "member_agreement": joined[0] + ";" + joined[1] + ";" + joined[2],
+        "consensus_segment": 0,
+        "member_present": pd.Series(np.array(["0", "1"], dtype=object)[present[:, 0].astype(int)], dtype="str") + ";"
+        + pd.Series(np.array(["0", "1"], dtype=object)[present[:, 1].astype(int)], dtype="str") + ";"
+        + pd.Series(np.array(["0", "1"], dtype=object)[present[:, 2].astype(int)], dtype="str"),
+        "level_shift": 0,
+    })
+    return table[TABLE_COLUMNS]
+
+
+def _add_flag(flags: pd.Series, where: np.ndarray, flag: object) -> pd.Series:
+    """``flag`` (one text, or one per row) appended to the ';'-joined ``flags`` of the rows ``where``."""
+    added = pd.Series(np.broadcast_to(np.asarray(flag, dtype=object), len(flags)), index=flags.index, dtype="str")
+    joined = flags.where(flags == "", flags + ";") + added
+    return joined.where(where, flags)
+
+
+def measure(series: int, folder: Path) -> dict:
+    """Seconds to build the table, compare the models and write the report, and the report's size."""
+    started = time.perf_counter()
+    table = synthetic_table(series)
+    built = time.perf_counter()
+    comparison = model_comparison(table)
+    compared = time.perf_counter()
+    path = write_report(table, [], folder / f"report_{series}.html", settings_text="synthetic table (bench.report_scale)")
+    written = time.perf_counter()
+    return {"series": series, "rows": len(table), "comparison_rows": len(comparison),
+            "build_seconds": built - started, "comparison_seconds": compared - built,
+            "report_seconds": written - compared, "report_mib": path.stat().st_size / 2**20}
+
+
+def run(series: int = FULL_SERIES, anchor_series: int = ANCHOR_SERIES, results_path: Path | None = RESULTS_PATH) -> dict:
+    """Measure ``anchor_series`` then ``series`` series; print both and their ratio, write JSON."""
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory() as folder:
+        anchor = measure(anchor_series, Path(folder))
+        ours = measure(series, Path(folder))
+    results = {"benchmark": "report_scale", "ours": ours, "anchor": anchor,
+               "machine": {"cpu_cores": os.cpu_count(), "load_average_before": list(load_before),
+                           "load_average_after": list(os.getloadavg())}}
+    print(format_report(results))
+    if results_path is not None:
+        results_path.parent.mkdir(parents=True, exist_ok=True)
+        results_path.write_text(json.dumps(results, indent=2))
+    return results
+
+
+def format_report(results: dict) -> str:
+    ours, anchor = results["ours"], results["anchor"]
+    lines = [f"report_scale: QC table of {ours['series']:,} series ({ours['rows']:,} rows) vs anchor "
+             f"{anchor['series']:,} series ({anchor['rows']:,} rows); series ratio {ours['series'] / anchor['series']:g}x"]
+    for key, label in (("comparison_seconds", "model_comparison s"), ("report_seconds", "write_report s"),
+                       ("report_mib", "report MiB"), ("build_seconds", "table built in s (not counted)")):
+        ratio = ours[key] / anchor[key] if anchor[key] else float("nan")
+        lines.append(f"  {label:32s} {ours[key]:10.2f}   anchor {anchor[key]:8.2f}   ratio {ratio:6.1f}x")
+    load = results["machine"]
+    lines.append(f"  load average before {load['load_average_before'][0]:.2f}, after {load['load_average_after'][0]:.2f}")
+    return "\n".join(lines)
