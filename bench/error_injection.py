@@ -129,6 +129,26 @@ def swap(label_map: np.ndarray, bone_a: str, bone_b: str) -> Injury:
     return Injury(out, frozenset({bone_a, bone_b}), f"{bone_a} and {bone_b} swapped")
 
 
+def swap_sides(label_map: np.ndarray, bones: Sequence[str]) -> Injury:
+    """Left and right exchanged for every bone of ``bones`` and its mirror twin (e.g. all ribs labelled on the wrong side)."""
+    schema = default_schema()
+    out = label_map.copy()
+    damaged = set()
+    for bone in bones:
+        structure = schema[bone]
+        if structure.laterality != "left":
+            continue
+        twin = schema.find_by_code(structure.type, "right")
+        if twin is None:
+            raise ValueError(f"{bone} has no right-side twin in the schema")
+        left, right = label_map == structure.id, label_map == twin.id
+        out[left], out[right] = twin.id, structure.id
+        damaged |= {bone, twin.name}
+    if not damaged:
+        raise ValueError(f"no left-sided bone among {list(bones)}")
+    return Injury(out, frozenset(damaged), f"left and right swapped for {len(damaged) // 2} pair(s)")
+
+
 def level_after(bone: str, by: int) -> str:
     """The vertebra (or same-side rib) ``by`` levels below ``bone`` in schema order (negative: above)."""
     schema = default_schema()

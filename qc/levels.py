@@ -245,7 +245,10 @@ def _shifted_part(run: list[str], anchors: Mapping[str, list[Anchor]], doubled: 
     while high < len(run) - 1 and high + 1 not in agrees and run[high] not in doubled:
         high += 1
     shift = Counter(anchored[i] for i in wrong).most_common(1)[0][0]
-    return [run[i] for i in range(low, high + 1) if i not in agrees], shift
+    part = [run[i] for i in range(low, high + 1) if i not in agrees]
+    # a doubled vertebra next to the part holds one shifted vertebra, whatever its anchors say
+    ends = [i for i in (low - 1, high + 1) if 0 <= i < len(run) and run[i] in doubled and run[i] not in part]
+    return part + [run[i] for i in ends], shift
 
 
 def _one_offset(anchors: list[Anchor]) -> int:
@@ -259,7 +262,12 @@ def _one_offset(anchors: list[Anchor]) -> int:
 def _proven(run: list[str], anchors: Mapping[str, list[Anchor]]) -> bool:
     """A run a rib anchors at the right level, with no anchor against it."""
     mine = [a for n in run for a in anchors.get(n, [])]
-    return any(a.strong and not a.offset for a in mine) and not any(_one_offset(anchors[n]) for n in run if n in anchors)
+    return any(a.strong and not a.offset for a in mine) and not _off_level(run, anchors)
+
+
+def _off_level(run: list[str], anchors: Mapping[str, list[Anchor]]) -> bool:
+    """A run whose anchors place some vertebra off level (its own shift explains a gap next to it)."""
+    return any(_one_offset(anchors[n]) for n in run if n in anchors)
 
 
 def _gaps(runs: list[list[str]], level: Mapping[str, int], anchors: dict[str, list[Anchor]], schema: BoneSchema,
@@ -282,8 +290,8 @@ def _gaps(runs: list[list[str]], level: Mapping[str, int], anchors: dict[str, li
             anchors.setdefault(lower[0], []).append(Anchor(len(missing), strong=False))
         elif lower_proven and not upper_proven:
             anchors.setdefault(upper[-1], []).append(Anchor(-len(missing), strong=False))
-        elif not upper_proven:
-            found.add(upper[-1], "level_gap")
+        elif not (upper_proven or _off_level(upper, anchors) or _off_level(lower, anchors)):
+            found.add(upper[-1], "level_gap")  # nothing says which side is wrong
             found.add(lower[0], "level_gap")
 
 

@@ -65,7 +65,8 @@ class QcSettings:
     min_volume_ml_by_structure: Mapping[str, float] = field(default_factory=dict)
     multi_part: tuple[str, ...] = ("costal_cartilages",)  # one schema label for many pieces: no component rule
     rib_contact_mm: float = 15.0  # a rib whose medial end comes this close to a vertebra is checked for its level
-    outlier_margin: float = 0.1  # the outlier source's agreement is this far below every other source's
+    outlier_margin: float = 0.05  # the outlier source's agreement is at least this far below every other member's
+    outlier_spread_factor: float = 2.0  # ... and this many times the spread of the other members' agreements
 
     def __post_init__(self) -> None:
         if not 0.0 < self.review_below <= 1.0:
@@ -115,17 +116,23 @@ def score_and_status(agreements: Sequence[float], n_present: int, consensus_rule
 
 
 def outlier_source(agreements: Sequence[float], sources: Sequence[str], settings: QcSettings) -> str:
-    """The source whose members agree least with the rest, when it stands out; else "".
+    """The source whose members agree least with the rest, when it stands out from the others' spread; else "".
 
     Needs at least three members (with two, each disagrees with the other equally)
-    and two sources; the source's mean agreement must be below ``review_below`` and
-    ``outlier_margin`` below every other source's.
+    and two sources. The source's mean agreement must be below ``review_below``, and
+    its gap to the lowest other member must exceed ``outlier_spread_factor`` times the
+    spread (max - min) of the other members' agreements, and at least ``outlier_margin``.
+    So a source far below two others that agree with each other is named even when
+    the gap is small in absolute terms (a one-slice shift), and none is named when all
+    members scatter alike.
     """
     if len(agreements) < 3 or len(set(sources)) < 2:
         return ""
     by_source: dict[str, list[float]] = {}
     for value, source in zip(agreements, sources):
         by_source.setdefault(source, []).append(value)
-    means = sorted((sum(v) / len(v), s) for s, v in by_source.items())
-    (worst, name), (second, _) = means[0], means[1]
-    return name if worst < settings.review_below and second - worst >= settings.outlier_margin else ""
+    worst, name = min((sum(v) / len(v), s) for s, v in by_source.items())
+    others = [value for value, source in zip(agreements, sources) if source != name]
+    gap, spread = min(others) - worst, max(others) - min(others)
+    stands_out = gap >= settings.outlier_margin and gap > settings.outlier_spread_factor * spread
+    return name if worst < settings.review_below and stands_out else ""
