@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from qc.boxes import masks_box
+from qc import boxes
 from qc.results import BoneResult
 
 AXIAL = "axial"  # array axis 0 of a CT series' Volume: one image per acquired slice
@@ -61,15 +61,13 @@ def take_snapshot(
     every mask is empty: there is nothing to look at.
     """
     _check_inputs(ct, spacing, masks, result, margin_mm)
-    box = masks_box(masks.values())
+    box = boxes.masks_box(masks.values())
     if box is None:
         return None
     slices, rows, cols = box
     present = np.stack([crop for crop in (masks[name][box] for name in result.members) if crop.any()])
     slice_index = slices.start + _pick_slice(present)
-    _, row_margin, col_margin = margin_voxels(spacing, margin_mm)
-    rows = _widen(rows, row_margin, ct.shape[1])
-    cols = _widen(cols, col_margin, ct.shape[2])
+    _, rows, cols = boxes.grow_box(box, (0, *margin_voxels(spacing, margin_mm)[1:]), ct.shape)
     return Snapshot(
         series_uid=result.series_uid,
         bone=result.bone,
@@ -86,8 +84,8 @@ def take_snapshot(
 
 
 def margin_voxels(spacing: tuple[float, float, float], margin_mm: float = MARGIN_MM) -> tuple[int, int, int]:
-    """``margin_mm`` as whole voxels along each array axis (rounded up, so the context is at least that wide)."""
-    return tuple(math.ceil(margin_mm / s) for s in spacing)
+    """The pictures' context (``MARGIN_MM`` unless given) as whole voxels along each array axis, rounded up."""
+    return boxes.margin_voxels(spacing, margin_mm)
 
 
 def _check_inputs(
@@ -118,8 +116,3 @@ def _pick_slice(present: np.ndarray) -> int:
     centroid = float(np.dot(np.arange(area.size), area) / area.sum())
     filled = np.flatnonzero(area)
     return int(filled[np.argmin(np.abs(filled - centroid))])
-
-
-def _widen(span: slice, margin_voxels: float, size: int) -> slice:
-    pad = math.ceil(margin_voxels)
-    return slice(max(span.start - pad, 0), min(span.stop + pad, size))
