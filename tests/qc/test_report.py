@@ -9,14 +9,17 @@ from __future__ import annotations
 import base64
 import itertools
 import math
+from dataclasses import replace
 from html.parser import HTMLParser
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from bench.report_scale import synthetic_table
 from labels.schema import default_schema
-from qc.report import write_report
+from qc import report
+from qc.report import MAX_HEATMAP_SERIES, MAX_SERIES_ROWS, WORST_ROWS, write_report
 from qc.results import ABSENT, ACCEPT, INSUFFICIENT, REVIEW, TABLE_COLUMNS, BoneResult
 from qc.snapshot import take_snapshot
 
@@ -240,3 +243,25 @@ def test_report_rejects_a_table_without_the_qc_columns(cases, tmp_path):
     table = pd.DataFrame([cases["vertebra_T12"][1].as_row()]).drop(columns=["score"])
     with pytest.raises(ValueError, match=r"lacks columns \['score'\]"):
         write_report(table, [], tmp_path / "qc.html")
+
+
+def test_report_of_a_collection_caps_what_it_shows_per_series(sample_ct, cases, tmp_path, monkeypatch):
+    """Past the caps the series table lists the series the other sections name, and the lowest-score snapshots show."""
+    table = synthetic_table(MAX_SERIES_ROWS + 20)
+    snapshot = _snapshot(sample_ct, cases["vertebra_L1"])
+    snapshots = [replace(snapshot, score=score) for score in (0.5, 0.1, 0.9, 0.3)]
+    monkeypatch.setattr(report, "MAX_SNAPSHOTS", 2)
+    page = _Page()
+    page.feed(write_report(table, snapshots, tmp_path / "qc.html").read_text(encoding="utf-8"))
+    page.close()
+    text = "".join(page.text)
+
+    series_rows = page.tables["Series"][1:]
+    assert MAX_HEATMAP_SERIES <= len(series_rows) <= MAX_HEATMAP_SERIES + WORST_ROWS
+    assert f"Showing the {len(series_rows)} of {MAX_SERIES_ROWS + 20} series that the score heatmap" in text
+    shown = {row[0] for row in series_rows}
+    assert {row[0] for row in page.tables["Lowest scores (up to 20)"][1:]} <= shown  # every label there resolves
+    assert len(page.images) == 2 + 2  # heatmap, model comparison, two snapshots
+    assert "Showing the 2 of 4 snapshots with the lowest scores." in text
+    assert "score 0.100;" in text and "score 0.300;" in text and "score 0.500;" not in text
+    assert text.index("score 0.100;") < text.index("score 0.300;")  # in the order given
