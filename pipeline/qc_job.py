@@ -8,6 +8,8 @@ Outputs, under ``qc_dir`` (a folder or gs:// prefix; names in ``results.qc_table
 
 - ``qc_table.parquet``: one row per (series, structure), columns ``qc.results.TABLE_COLUMNS``;
 - ``qc_series.parquet``: one row per series (done or failed, SEGs left out, the consensus SEG and SR UIDs);
+- ``model_comparison.parquet``: one row per (source, structure) over every series of the QC table
+  (``qc.comparison``), rewritten whole from the merged table;
 - ``qc_report.html``: the human-readable report of everything in the table.
 
 Rerunning replaces the rows of the series it redid, so QC can be rerun with new
@@ -28,15 +30,18 @@ import pandas as pd
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.stage2 import SeriesOutcome, qc_series
+from qc.comparison import model_comparison
 from qc.results import TABLE_COLUMNS
 from qc.score import QcSettings
 from results.blobs import write_bytes
 from results.members import StoredSeg
 from results.qc_tables import REPORT, SERIES_TABLE, TABLE, output_uri
 from results.series_ref import LOCAL, SeriesRef
-from results.table_io import merge_table
+from results.table_io import merge_table, write_table
 
 log = logging.getLogger("bonehub.qc")
+
+COMPARISON = "model_comparison.parquet"  # read back by no stage, so not among results.qc_tables' names
 
 
 @dataclass(frozen=True)
@@ -91,6 +96,7 @@ def write_qc_outputs(outcomes: Sequence[SeriesOutcome], settings: QcJobSettings)
     table = merge_table(output_uri(settings.qc_dir, TABLE), new, replace=["series_uid"], order=["series_uid"])
     merge_table(output_uri(settings.qc_dir, SERIES_TABLE), pd.DataFrame([o.row() for o in outcomes]),
                 replace=["series_uid"], order=["series_uid"])
+    write_table(output_uri(settings.qc_dir, COMPARISON), model_comparison(table))
     snapshots = [p for o in outcomes for p in o.snapshots]
     with tempfile.TemporaryDirectory() as folder:
         local = write_report(table, snapshots, Path(folder) / REPORT, settings_text=settings.qc.describe())

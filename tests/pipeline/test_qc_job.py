@@ -23,6 +23,7 @@ from dicom_io.sr_reader import read_qc_sr
 from dicom_io.stores import open_store
 from labels.schema import default_schema
 from pipeline.cli import main
+from qc.comparison import ALL, model_comparison
 from results.manifest import read_manifest
 from tests.support.dciodvfy import errors_reported
 
@@ -80,6 +81,14 @@ def test_run_ends_with_qc_outputs(sample_run, sample_ct):
     for column in ("series_uid", "bone", "n_sources", "dice_mean", "dice_min", "hd95_mm", "nsd", "volume_ml", "score", "status", "flags", "outlier_source"):
         assert column in table.columns
     assert "<img" in (qc / "qc_report.html").read_text()
+
+
+def test_model_comparison_is_written_beside_the_table(sample_run):
+    stored = pd.read_parquet(sample_run / "qc" / "model_comparison.parquet")
+    pd.testing.assert_frame_equal(stored, model_comparison(_table(sample_run)), check_dtype=False)
+    overall = stored[stored.structure == ALL]
+    assert len(overall) == 3  # the two TotalSegmentator results and the baseline, its rotated run pooled with it
+    assert (overall.series == 1).all()
 
 
 def test_table_numbers_match_independent_computations(sample_run, member_maps, sample_ct):
