@@ -34,6 +34,7 @@ from qc.results import ABSENT, ACCEPT, REVIEW, TABLE_COLUMNS
 
 RESULTS_PATH = Path(__file__).resolve().parent / "results" / "report_scale.json"
 FULL_SERIES, ANCHOR_SERIES = 100_000, 1_000
+QUICK_SERIES = (1_000, 100)  # series, anchor series of --quick
 MEMBERS = ("TotalSegmentator total 2", "TotalSegmentator total 2 [rotate(0,0,5)]", "MOOSE clin_ct 1")
 SOURCES = ("TotalSegmentator total 2", "TotalSegmentator total 2", "MOOSE clin_ct 1")
 REGIONS = ("spine", "thoracic_cage", "shoulder_girdle")
@@ -62,6 +63,7 @@ def synthetic_table(series: int, seed: int = 0) -> pd.DataFrame:
     others = n_present[:, None] - present
     agreement = np.where(present & (others > 0), rng.beta([30, 30, 12], 2, (n, 3)), 0.0)
     agreement = np.where(~present & (others == 0), 1.0, agreement)  # it and the others agree it is not there
+    agreement = np.round(agreement, 3)  # as the table will hold it
     consensus_rule = rng.random(n) < 0.01
     score = agreement.min(axis=1) * np.where(consensus_rule, 0.5, 1.0)
     status = np.where(n_present == 0, ABSENT, np.where(score < 0.8, REVIEW, ACCEPT)).astype(object)
