@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import csv
 import importlib
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl
 
+from dicom_io.cache import IDC_SEGS, default_cache_dir
 from dicom_io.ct_series import CTSeries
 from labels.errors import BoneHubInputError
 from models.base import SegmentationModel
@@ -148,7 +148,7 @@ def _idc_seg(spec: SourceSpec) -> SegmentationModel:
 
     if not spec.target:
         raise SourceSpecError(f"source {spec.text!r}: name the IDC analysis result, e.g. idc-seg:totalsegmentator_ct_segmentations")
-    cache = spec.take("cache_dir") or str(Path(tempfile.gettempdir()) / "bonehub-idc-seg-cache")
+    cache = spec.take("cache_dir") or str(default_cache_dir(IDC_SEGS))
     return PrecomputedSegmentation.from_idc(spec.target, cache, endpoint_url=spec.take("endpoint"),
                                             name=spec.take("name"), version=spec.take("version"))
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import tempfile
 from pathlib import Path
 
+from dicom_io.cache import default_cache_dir
 from pipeline.segment_command import DEFAULT_OUT, JobInputError, manifest_uri, store_uri
+from results.blobs import join
 
 
 def add_qc_settings_arguments(parser: argparse.ArgumentParser) -> None:
@@ -69,9 +70,8 @@ def qc_dir(args: argparse.Namespace, manifest: str) -> str:
     """``--qc-dir``, else a ``qc`` folder next to the manifest (local or gs://)."""
     if args.qc_dir:
         return args.qc_dir
-    if manifest.startswith("gs://"):
-        return manifest.rsplit("/", 1)[0] + "/qc"
-    return str(Path(manifest).parent / "qc")
+    folder = manifest.rsplit("/", 1)[0] if manifest.startswith("gs://") else str(Path(manifest).parent)
+    return join(folder, "qc")
 
 
 def run_qc_from_args(args: argparse.Namespace, series_uids: list[str] | None = None, settings=None) -> None:
@@ -97,7 +97,7 @@ def run_qc_from_args(args: argparse.Namespace, series_uids: list[str] | None = N
         consensus_seg_type=args.consensus_seg_type,
         ct_folder=str(args.ct_folder) if getattr(args, "ct_folder", None) else None,
         idc_endpoint_url=args.idc_endpoint,
-        cache_dir=str(args.cache_dir or Path(tempfile.gettempdir()) / "bonehub-series-cache"),
+        cache_dir=str(args.cache_dir or default_cache_dir()),
     )
     series = sorted({s.series_uid for s in segs})
     print(f"QC of {len(series)} series from {len(segs)} SEGs -> {settings.qc_dir}")

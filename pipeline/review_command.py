@@ -8,9 +8,9 @@ with its reason and the others go on (exit code 2 when any failed).
 from __future__ import annotations
 
 import argparse
-import tempfile
 from pathlib import Path
 
+from dicom_io.cache import default_cache_dir
 from pipeline.qc_command import qc_dir
 from pipeline.segment_command import DEFAULT_OUT, manifest_uri, store_uri
 
@@ -62,7 +62,7 @@ def review_place(args: argparse.Namespace):
 
     manifest = manifest_uri(args)
     return ReviewPlace(store_uri(args.out), manifest, qc_dir(args, manifest),
-                       str(args.cache_dir or Path(tempfile.gettempdir()) / "bonehub-series-cache"),
+                       str(args.cache_dir or default_cache_dir()),
                        str(args.ct_folder) if args.ct_folder else None, args.idc_endpoint)
 
 

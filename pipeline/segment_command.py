@@ -8,13 +8,14 @@ of after the first download.
 from __future__ import annotations
 
 import argparse
-import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dicom_io.cache import default_cache_dir
 from labels.errors import BoneHubInputError
 from pipeline.dataflow import DataflowProfile
+from results.blobs import join
 
 if TYPE_CHECKING:
     from pipeline.segment_steps import SegmentSettings
@@ -92,7 +93,7 @@ def run_from_args(args: argparse.Namespace) -> list[str]:
         augmentations = tuple(canonical_augmentations(args.augment))
     except ValueError as error:
         raise JobInputError(str(error)) from None
-    cache_dir = args.cache_dir or Path(tempfile.gettempdir()) / "bonehub-series-cache"
+    cache_dir = args.cache_dir or default_cache_dir()
     settings = SegmentSettings(
         sources=sources, augmentations=augmentations, store_uri=store_uri(args.out),
         manifest_uri=manifest_uri(args), seg_type=args.seg_type, idc_endpoint_url=args.idc_endpoint,
@@ -181,7 +182,7 @@ def manifest_uri(args: argparse.Namespace) -> str:
     if args.manifest:
         return args.manifest
     if args.out.startswith("gs://"):
-        return args.out.rstrip("/") + "/manifest.parquet"
+        return join(args.out, "manifest.parquet")
     if "://" in args.out and not args.out.startswith("file://"):
         raise JobInputError(f"--out {args.out} is not a folder or bucket: give --manifest PATH for the run manifest")
     from dicom_io.stores import open_store

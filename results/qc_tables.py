@@ -8,11 +8,11 @@ and keeps its corrections log beside them.
 
 from __future__ import annotations
 
-from pathlib import Path
+from results.blobs import join
 
 TABLE, SERIES_TABLE, REPORT = "qc_table.parquet", "qc_series.parquet", "qc_report.html"
 
 
 def output_uri(qc_dir: str, name: str) -> str:
     """``name`` in the QC folder ``qc_dir`` (a local folder or a ``gs://`` prefix)."""
-    return f"{qc_dir.rstrip('/')}/{name}" if qc_dir.startswith("gs://") else str(Path(qc_dir) / name)
+    return join(qc_dir, name)
