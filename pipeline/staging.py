@@ -39,7 +39,7 @@ class Staging:
     def __init__(self, root: str):
         if not root:
             raise ValueError("the staging area needs a folder or gs:// prefix")
-        self.root = root.rstrip("/") if root.startswith("gs://") else root
+        self.root = root  # blobs.join drops a gs:// prefix's trailing "/"
 
     def __repr__(self) -> str:
         return f"Staging({self.root!r})"
