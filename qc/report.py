@@ -202,19 +202,18 @@ def _no_score_kind(status: object) -> str:
 
 def _bones_section(table: pd.DataFrame) -> str:
     schema = default_schema()
-    rows = []
-    for bone in _bone_order(list(table["bone"].unique())):
-        of_bone = table[table["bone"] == bone]
-        counts = of_bone["status"].value_counts()
-        rows.append(
-            (
-                escape(schema[bone].display_name),
-                f'<span class="uid">{escape(bone)}</span>',
-                str(len(of_bone)),
-                *(str(int(counts.get(status, 0))) for status in STATUSES),
-                number(of_bone["score"].median()),
-            )
+    by_bone = table.groupby("bone")
+    sizes, medians, counts = by_bone.size(), by_bone["score"].median(), table.groupby(["bone", "status"]).size()
+    rows = [
+        (
+            escape(schema[bone].display_name),
+            f'<span class="uid">{escape(bone)}</span>',
+            str(int(sizes[bone])),
+            *(str(int(counts.get((bone, status), 0))) for status in STATUSES),
+            number(medians[bone]),
         )
+        for bone in _bone_order(list(sizes.index))
+    ]
     header = ("bone", "schema name", "series", *STATUSES, "median score")
     return "<h2>Bones</h2>\n" + table_html(header, rows, numeric=set(range(2, len(header))))
 
@@ -245,7 +244,9 @@ def _series_section(table: pd.DataFrame, labels: dict[str, str], named: set[str]
 
 
 def _worst_rows(table: pd.DataFrame) -> pd.DataFrame:
-    return table[table["score"].notna()].sort_values("score", kind="stable").head(WORST_ROWS)
+    scores = table["score"].to_numpy(dtype=float)
+    order = np.argsort(scores, kind="stable")  # NaN last; sorting the scores alone, not the whole table
+    return table.iloc[order[~np.isnan(scores[order])][:WORST_ROWS]]
 
 
 def _worst_section(scored: pd.DataFrame, labels: dict[str, str]) -> str:
