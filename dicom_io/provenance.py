@@ -22,6 +22,7 @@ class SegmentationSource:
     version: str  # e.g. "2.18.0"
     augmentation: str = "none"  # e.g. "rotate(5,0,0)"; recorded in the SEG
     algorithm_type: str = "AUTOMATIC"  # AUTOMATIC | SEMIAUTOMATIC | MANUAL
+    vocabulary: frozenset[str] = frozenset()  # schema structures the source can label (dicom_io.vocabulary); empty: unknown
 
     def describe(self) -> str:
         """Human-readable one-liner used as SeriesDescription (LO, 64 chars)."""

@@ -21,6 +21,7 @@ from dicom_io.ct_series import CTSeries
 from dicom_io.errors import DicomInputError
 from dicom_io.geometry import describe_grid, match_grid
 from dicom_io.segment_codes import SegmentInfo, resolve_segment
+from dicom_io.vocabulary import vocabulary_of
 
 
 class UnknownSegmentError(DicomInputError):
@@ -44,6 +45,7 @@ class DecodedSeg:
     sop_instance_uid: str
     series_instance_uid: str
     referenced_series_uids: tuple[str, ...]
+    vocabulary: frozenset[str] | None = None  # what the source can label, as the SEG records it (dicom_io.vocabulary)
 
     @property
     def ignored(self) -> tuple[SegmentInfo, ...]:
@@ -93,7 +95,8 @@ def read_seg(
             raise SegGeometryError(f"{where}: its frames ({describe_grid(volume)}) do not lie on the grid "
                                    f"({describe_grid(ct.geometry)}) of CT series {ct.series_instance_uid}")
         volume = on_ct
-    return DecodedSeg(volume, segments, str(seg.SOPInstanceUID), str(seg.SeriesInstanceUID), referenced)
+    return DecodedSeg(volume, segments, str(seg.SOPInstanceUID), str(seg.SeriesInstanceUID), referenced,
+                      vocabulary_of(seg, schema))
 
 
 def _check_belongs_to(seg: hd.seg.Segmentation, ct: CTSeries, referenced: tuple[str, ...], where: str) -> None:

@@ -26,6 +26,7 @@ from dicom_io.ct_series import CTSeries
 from dicom_io.errors import DicomInputError
 from dicom_io.provenance import SegmentationSource, derived_uid, segmentation_uids
 from dicom_io.segment_codes import private_scheme_item, segment_description
+from dicom_io.vocabulary import PARAMETER, encode_vocabulary
 
 
 class SegType(CodedValue):
@@ -114,5 +115,5 @@ def _algorithm(source: SegmentationSource) -> hd.AlgorithmIdentificationSequence
         return None
     return hd.AlgorithmIdentificationSequence(
         name=source.name[:64], family=codes.cid7162.ArtificialIntelligence, version=source.version[:64],
-        parameters={"augmentation": source.augmentation},
+        parameters={"augmentation": source.augmentation} | ({PARAMETER: encode_vocabulary(source.vocabulary)} if source.vocabulary else {}),
     )

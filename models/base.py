@@ -40,3 +40,12 @@ class SegmentationModel(Protocol):
     def predict(self, ct: CTSeries) -> Prediction:
         """Segment ``ct``; the labels may lie on any grid covering the CT."""
         ...
+
+
+def vocabulary(model: SegmentationModel) -> frozenset[str]:
+    """The schema structures ``model`` can label, from its optional ``vocabulary`` attribute (empty: it does not say).
+
+    Optional so that any class with ``name``, ``version``, ``load`` and ``predict``
+    stays a source; QC then infers what it can label from what it labelled.
+    """
+    return frozenset(getattr(model, "vocabulary", frozenset()))

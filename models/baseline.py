@@ -106,6 +106,11 @@ class BoneThresholdBaseline:
     def __repr__(self) -> str:
         return f"BoneThresholdBaseline({self.version!r})"
 
+    @property
+    def vocabulary(self) -> frozenset[str]:
+        """The schema structures this source can label (recorded in its SEGs; QC compares it there)."""
+        return load_label_set(LABEL_SET).emitted()
+
     def load(self) -> None:
         if self._label_set is None:
             self._label_set = load_label_set(LABEL_SET)

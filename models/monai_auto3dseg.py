@@ -89,6 +89,11 @@ class Auto3DSegModel:
         """The algorithm folders this source ensembles."""
         return [entry[_ID] for entry in self._choose()]
 
+    @property
+    def vocabulary(self) -> frozenset[str]:
+        """The schema structures this source can label (recorded in its SEGs; QC compares it there)."""
+        return load_label_set(self.mapping).emitted()
+
     def load(self) -> None:
         """Check the mapping against the algorithms' declared outputs and build their inferers once."""
         if self._inferers is not None:

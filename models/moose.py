@@ -81,6 +81,11 @@ class Moose:
     def __repr__(self) -> str:
         return f"Moose({self.model_name!r}, models_dir={str(self.models_dir)!r})"
 
+    @property
+    def vocabulary(self) -> frozenset[str]:
+        """The schema structures this source can label (recorded in its SEGs; QC compares it there)."""
+        return load_label_set(f"moose_{self.model_name}").emitted()
+
     def load(self) -> None:
         """Check the installed model and its labels against the mapping table, without any download."""
         if self._model is not None:

@@ -81,6 +81,11 @@ class NnUNetModel:
             self._require(self.model_folder / f"fold_{fold}" / self.checkpoint, f"checkpoint of fold {fold}")
         return self._folds
 
+    @property
+    def vocabulary(self) -> frozenset[str]:
+        """The schema structures this source can label (recorded in its SEGs; QC compares it there)."""
+        return load_label_set(self.mapping).emitted()
+
     def load(self) -> None:
         """Check the folder and the mapping, then build nnU-Net's predictor once."""
         if self._predictor is not None:

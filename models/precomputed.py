@@ -116,6 +116,11 @@ class PrecomputedSegmentation:
     def __repr__(self) -> str:
         return f"PrecomputedSegmentation({self.name!r}, {self.version!r}, label_set={self.label_set_name!r})"
 
+    @property
+    def vocabulary(self) -> frozenset[str]:
+        """The schema structures this source can label (recorded in its SEGs); empty for SEG results, which carry their own."""
+        return load_label_set(self.label_set_name).emitted() if self.label_set_name is not None else frozenset()
+
     def load(self) -> None:
         if self.label_set_name is not None and self._label_set is None:
             self._label_set = load_label_set(self.label_set_name)

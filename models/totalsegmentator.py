@@ -82,6 +82,11 @@ class TotalSegmentator:
     def __repr__(self) -> str:
         return f"TotalSegmentator({self.task!r}, fast={self.fast}, version={self.version!r})"
 
+    @property
+    def vocabulary(self) -> frozenset[str]:
+        """The schema structures this source can label (recorded in its SEGs; QC compares it there)."""
+        return load_label_set(self._spec.label_set).emitted()
+
     def load(self) -> None:
         """Check licence, weights and label map, and switch usage statistics off; cheap when done."""
         if self._label_set is not None:

@@ -24,9 +24,10 @@ from dicom_io.ct_series import CTSeries
 from dicom_io.provenance import SegmentationSource, segmentation_uids
 from dicom_io.seg_writer import write_seg
 from dicom_io.stores import Store
+from dicom_io.vocabulary import encode_vocabulary
 from labels.label_sets import present_values
 from models.augment import parse_augmentation
-from models.base import SegmentationModel
+from models.base import SegmentationModel, vocabulary
 from models.segment import sees_pixels, segment_ct
 from results.manifest import EXISTS, FAILED, WRITTEN, ManifestRow
 from results.series_ref import SeriesRef
@@ -42,10 +43,11 @@ class SourceInfo:
     name: str
     version: str
     sees_pixels: bool
+    vocabulary: frozenset[str] = frozenset()  # schema structures it can label: recorded in its SEGs and the manifest
 
     @classmethod
     def of(cls, spec: str, model: SegmentationModel) -> SourceInfo:
-        return cls(spec, model.name, model.version, sees_pixels(model))
+        return cls(spec, model.name, model.version, sees_pixels(model), vocabulary(model))
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,7 @@ class OutputTask:
 
     @property
     def provenance(self) -> SegmentationSource:
-        return SegmentationSource(self.source.name, self.source.version, self.augmentation)
+        return SegmentationSource(self.source.name, self.source.version, self.augmentation, vocabulary=self.source.vocabulary)
 
     @property
     def seg_uids(self) -> tuple[str, str]:
@@ -78,6 +80,7 @@ class OutputTask:
             location=location, status=status, error=error, segments=segments, seconds=round(seconds, 3),
             finished_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             ct_kind=self.series.kind, ct_location=self.series.location, ct_instances=self.series.instance_count,
+            vocabulary=encode_vocabulary(self.source.vocabulary),
         )
 
 

@@ -13,12 +13,19 @@ import os
 from dataclasses import asdict, dataclass, fields
 import pandas as pd
 
+from labels.coded_values import CodedValue
 from results.table_io import merge_table, read_table
 
-WRITTEN = "written"  # made and stored by this run
-EXISTS = "exists"  # found in the store from an earlier run; not recomputed
-FAILED = "failed"  # see ``error``; retried by the next run
-STATUSES = (WRITTEN, EXISTS, FAILED)
+
+class OutputStatus(CodedValue):
+    """What became of one output; stored as its text in the manifest's ``status`` column."""
+
+    WRITTEN = "written"  # made and stored by this run
+    EXISTS = "exists"  # found in the store from an earlier run; not recomputed
+    FAILED = "failed"  # see ``error``; retried by the next run
+
+
+WRITTEN, EXISTS, FAILED = OutputStatus.WRITTEN, OutputStatus.EXISTS, OutputStatus.FAILED
 
 KEY = ("series_instance_uid", "source", "source_version", "augmentation", "seg_type")
 
@@ -36,7 +43,7 @@ class ManifestRow:
     seg_series_instance_uid: str
     seg_sop_instance_uid: str
     location: str
-    status: str
+    status: OutputStatus  # given as an OutputStatus or its text; kept as the OutputStatus
     error: str = ""
     segments: int = 0  # structures (segments) in the SEG
     seconds: float = 0.0  # wall time of this element on its worker
@@ -44,10 +51,10 @@ class ManifestRow:
     ct_kind: str = ""  # where the CT came from (results.series_ref SeriesRef): local, idc or store ...
     ct_location: str = ""  # ... its folder, s3:// series URL or store URI ...
     ct_instances: int = 0  # ... and its number of instances (0: unknown); Stage 2 fetches the CT from there
+    vocabulary: str = ""  # schema ids the source can label, as id ranges (dicom_io.vocabulary); empty: unknown
 
     def __post_init__(self) -> None:
-        if self.status not in STATUSES:
-            raise ValueError(f"manifest status must be one of {STATUSES}, got {self.status!r}")
+        object.__setattr__(self, "status", OutputStatus(self.status))  # raises on text that is not a status
 
     @property
     def key(self) -> tuple[str, ...]:

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 
 from dicom_io.stores import Store
+from dicom_io.vocabulary import decode_vocabulary
 from qc.results import Member
 from results.manifest import EXISTS, WRITTEN
 from results.series_ref import LOCAL, SeriesRef, fetch_series
@@ -44,7 +45,8 @@ def stored_segs(manifest: pd.DataFrame, series_uids: Iterable[str] | None = None
         rows = rows[rows["series_instance_uid"].isin(set(series_uids))]
     segs = []
     for row in rows.itertuples(index=False):
-        member = Member(row.source, row.source_version, row.augmentation, row.seg_series_instance_uid, row.seg_sop_instance_uid)
+        member = Member(row.source, row.source_version, row.augmentation, row.seg_series_instance_uid, row.seg_sop_instance_uid,
+                        decode_vocabulary(row.vocabulary) if row.vocabulary else None)
         ct = SeriesRef(row.series_instance_uid, row.study_instance_uid, row.ct_kind or LOCAL, row.ct_location,
                        int(row.ct_instances)) if row.ct_location else None
         segs.append(StoredSeg(member, row.series_instance_uid, row.study_instance_uid, ct))
@@ -72,8 +74,10 @@ def decode_members(segs: Sequence[StoredSeg], ct, store: Store) -> tuple[list[Me
     for seg in segs:
         try:
             dataset = store.get(seg.study_uid, seg.member.seg_series_uid, seg.member.seg_sop_uid)
-            label_maps.append(read_seg(dataset, ct, strict=True).volume.array)
-            members.append(seg.member)
+            decoded = read_seg(dataset, ct, strict=True)
+            label_maps.append(decoded.volume.array)
+            # the SEG is the record of what its source can label; the manifest's copy serves SEGs that predate it
+            members.append(replace(seg.member, vocabulary=decoded.vocabulary or seg.member.vocabulary))
         except Exception as error:
             reason = " ".join(f"{seg.member.name} (SEG {seg.member.seg_sop_uid}): {type(error).__name__}: {error}".split())
             log.warning("series %s: left out %s", ct.series_instance_uid, reason)

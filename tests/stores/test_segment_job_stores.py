@@ -10,6 +10,8 @@ from dicom_io.seg_reader import read_seg
 from dicom_io.sr_reader import read_qc_sr
 from dicom_io.sr_writer import qc_sr_uids
 from dicom_io.stores import gcs_client, open_store
+from dicom_io.vocabulary import decode_vocabulary
+from labels.label_sets import load_label_set
 from pipeline import staging
 from pipeline.cli import main
 from pipeline.staging import Staging
@@ -38,9 +40,14 @@ def test_dicomweb_in_and_out(empty_orthanc, sample_dir, sample_ct, tmp_path):
     assert qc_series.status == "done" and not qc_series.skipped
     segs = orthanc.list_instances(modality="SEG", study_uid=sample_ct.study_instance_uid)
     assert sorted(ref.sop_uid for ref in segs) == sorted([*manifest.seg_sop_instance_uid, qc_series.consensus_sop_uid])
+    vocabularies = {row.seg_sop_instance_uid: decode_vocabulary(row.vocabulary) for row in manifest.itertuples()}
+    assert sorted(map(sorted, vocabularies.values())) == sorted(
+        [["skeleton"], ["skeleton"], sorted(load_label_set("totalsegmentator_total").emitted())])
     for ref in segs:
         decoded = read_seg(orthanc.get(*ref[:3]), sample_ct)
         assert decoded.volume.array.shape == sample_ct.volume.array.shape and decoded.volume.array.any()
+        # what each source can label survives STOW and WADO (Algorithm Parameters); the consensus records none
+        assert decoded.vocabulary == vocabularies.get(ref.sop_uid), ref.sop_uid
     (sr,) = orthanc.list_instances(modality="SR", study_uid=sample_ct.study_instance_uid)
     groups = read_qc_sr(orthanc.get(*sr[:3]))
     table = pd.read_parquet(tmp_path / "qc" / "qc_table.parquet")
