@@ -5,7 +5,8 @@ collection (IDC's review of segmentation quality across models, e.g. over NLST) 
 asks "where does each model go wrong?": which structures a source misses where the others
 see them, how well it agrees with the rest, how often QC names it the outlier and which
 rules its own masks fail. This module pools the QC table's per-member columns over all
-series into that view; vectorised, so 100,000 series x 60 structures stay seconds
+series into that view; vectorised (the ';'-joined columns split as Arrow text, grouped by
+integer codes), so 100,000 series x 60 structures take about 16 CPU seconds and 5 GiB
 (``bench/report_scale.py``).
 
 A **source** is a member name without its trailing " [augmentation]" (``Member.name``),
