@@ -45,6 +45,7 @@ from labels.schema import default_schema
 from models.augment import Rotation, invert
 from models.harmonize import harmonize_on_ct
 from qc.assess import assess_series
+from qc.metrics import MaskSurface
 from qc import levels
 from qc.results import REVIEW, BoneResult, Member
 from qc.score import QcSettings
@@ -108,8 +109,9 @@ def rotation_round_trip(label_map: np.ndarray, volume: hd.Volume, degrees: Seque
 def sample_series(ct_volume: hd.Volume, full: np.ndarray, fast: np.ndarray) -> Series:
     """TotalSegmentator full, fast (damaged) and full after a rotation round trip, on the sample CT's grid."""
     rotation = str(Rotation(ROTATION_DEGREES))
-    members = [_member("TotalSegmentator", "full"), _member("TotalSegmentator", "fast"),
-               _member("TotalSegmentator", "full", rotation)]
+    vocabulary = load_label_set("totalsegmentator_total").emitted()
+    members = [_member("TotalSegmentator", "full", vocabulary=vocabulary), _member("TotalSegmentator", "fast", vocabulary=vocabulary),
+               _member("TotalSegmentator", "full", rotation, vocabulary=vocabulary)]
     maps = [full, fast, rotation_round_trip(full, ct_volume)]
     return Series("sample", members, maps, ct_volume.affine, damaged_member=1)
 
@@ -126,7 +128,8 @@ def phantom_series(shape: Sequence[int] = PHANTOM_SHAPE) -> Series:
     """The phantom in schema ids and two copies with seeded boundary noise; the second member is damaged."""
     volume, native = make_phantom(shape)
     labels = load_label_set("totalsegmentator_total").harmonize(native)
-    members = [_member(f"phantom {name}", "1") for name in "ABC"]
+    vocabulary = load_label_set("totalsegmentator_total").emitted()
+    members = [_member(f"phantom {name}", "1", vocabulary=vocabulary) for name in "ABC"]
     maps = [labels, inject.boundary_noise(labels, PHANTOM_NOISE, 1), inject.boundary_noise(labels, PHANTOM_NOISE, 2)]
     return Series("phantom", members, maps, volume.affine, damaged_member=1)
 
@@ -175,7 +178,7 @@ def injections(series: Series, seed: int = SEED) -> Iterator[tuple[str, inject.I
         if (below := _next_level(bone)) in bones:
             yield "swap", inject.swap(target, bone, below)
         run = [bone] + [_next_level(bone, k) for k in range(1, RUN_LENGTH)]
-        if all(level in bones for level in run):
+        if all(level in bones for level in run) and _labels_it_can(series, _next_level(run[-1])):
             yield "shift_levels", inject.shift_levels(target, run)
 
 
@@ -183,14 +186,19 @@ def alike_injections(series: Series) -> Iterator[tuple[str, inject.Injury, list[
     """The same error in every member (errors models trained on overlapping data share): kind, injury, all maps.
 
     Runs of vertebrae labelled one level off, neighbouring vertebrae swapped, and all
-    ribs labelled on the wrong side; the injury is the one made in the first member.
+    ribs labelled on the wrong side; the injury is the one made in the first member, and
+    the ribs that meet a damaged vertebra count as damaged (their level pairing is now wrong).
     """
     vertebrae = [b for b in common_bones(series) if levels.is_vertebra(b)]
     ribs = [b for b in common_bones(series) if levels.is_rib(b)]
+    contacts = rib_contacts(series)
 
     def everywhere(damage) -> tuple[inject.Injury, list[np.ndarray]]:
         injuries = [damage(m) for m in series.label_maps]
-        return injuries[0], [i.label_map for i in injuries]
+        first = injuries[0]
+        on_them = {rib for rib, vertebra in contacts.items() if vertebra in first.damaged}  # they now meet another level
+        return (inject.Injury(first.label_map, first.damaged | on_them, first.description),
+                [i.label_map for i in injuries])
 
     for bone in vertebrae:
         run = [bone] + [_next_level(bone, k) for k in range(1, RUN_LENGTH)]
@@ -200,6 +208,26 @@ def alike_injections(series: Series) -> Iterator[tuple[str, inject.Injury, list[
             yield ("swap", *everywhere(lambda m, below=below, bone=bone: inject.swap(m, bone, below)))
     if any(default_schema()[b].laterality == "left" for b in ribs):
         yield ("side_swap", *everywhere(lambda m: inject.swap_sides(m, ribs)))
+
+
+def rib_contacts(series: Series) -> dict[str, str]:
+    """Which vertebra each rib meets in the undamaged first member (the rule's own contact test)."""
+    label_map, schema = series.label_maps[0], default_schema()
+    spacing = np.linalg.norm(series.affine[:3, :3], axis=0)
+    points = {}
+    for structure in schema.bones():
+        if (levels.is_rib(structure.name) or levels.is_vertebra(structure.name)) and (mask := label_map == structure.id).any():
+            points[structure.name] = MaskSurface(mask, tuple(spacing)).points_mm
+    ribs = {n: p for n, p in points.items() if levels.is_rib(n)}
+    vertebrae = {n: p for n, p in points.items() if levels.is_vertebra(n)}
+    contacts = levels.rib_contacts(ribs, vertebrae, QcSettings().rib_contact_mm, series.affine[2, :3] / spacing)
+    return {rib: contact.vertebra for rib, contact in contacts.items()}
+
+
+def _labels_it_can(series: Series, structure: str | None) -> bool:
+    """Whether the damaged member's source could produce this label (a source never emits one outside its vocabulary)."""
+    vocabulary = series.members[series.damaged_member].vocabulary
+    return structure is not None and (vocabulary is None or structure in vocabulary)
 
 
 def auroc(positives: Sequence[float], negatives: Sequence[float]) -> float:

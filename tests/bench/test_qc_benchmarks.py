@@ -150,6 +150,16 @@ def test_qc_detection_reports_every_error_type(detection):
         assert len(found["missed"]) == round((1 - found["sensitivity"]) * found["damaged_bones"]), error
 
 
+def test_qc_detection_reports_errors_made_in_every_member_alike(detection):
+    alike = detection["modes"]["sample_alike"]
+    assert alike["damaged_source"] is None and set(alike["errors"]) == set(qc_detection.ALIKE_ERRORS)
+    for error, found in alike["errors"].items():
+        assert found["injections"] > 0 and found["damaged_bones"] > 0, error
+        assert "outlier_named" not in found  # nobody to name when every member has the error
+        assert len(found["missed"]) == round((1 - found["sensitivity"]) * found["damaged_bones"]), error
+    assert detection["goals"] == qc_detection.GOALS
+
+
 def test_auroc_counts_ties_half():
     assert qc_detection.auroc([0.9, 0.8], [0.1, 0.2]) == 1.0
     assert qc_detection.auroc([0.1], [0.9]) == 0.0
