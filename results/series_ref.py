@@ -23,10 +23,21 @@ from pathlib import Path
 
 from dicom_io.errors import SeriesSelectionError
 from dicom_io.uids import validate_uid
+from labels.coded_values import CodedValue
+from labels.errors import BoneHubInputError
 
 log = logging.getLogger("bonehub.inputs")
 
-LOCAL, IDC, STORE = "local", "idc", "store"
+
+class SeriesKind(CodedValue):
+    """Where a CT series comes from; stored as its text in the manifest (``ct_kind``)."""
+
+    LOCAL = "local"  # a DICOM folder on this machine
+    IDC = "idc"  # an IDC series, downloaded from its s3:// URL
+    STORE = "store"  # a DICOMweb server or any dicom_io.stores URI
+
+
+LOCAL, IDC, STORE = SeriesKind.LOCAL, SeriesKind.IDC, SeriesKind.STORE
 
 
 @dataclass(frozen=True)
@@ -39,15 +50,17 @@ class SeriesRef:
 
     series_uid: str
     study_uid: str
-    kind: str
+    kind: SeriesKind  # given as a SeriesKind or its text; kept as the SeriesKind
     location: str
     instance_count: int = 0
 
     def __post_init__(self) -> None:
         validate_uid(self.series_uid, "SeriesInstanceUID of an input series")
         validate_uid(self.study_uid, f"StudyInstanceUID of input series {self.series_uid}")
-        if self.kind not in (LOCAL, IDC, STORE):
-            raise ValueError(f"series {self.series_uid}: unknown input kind {self.kind!r}")
+        try:
+            object.__setattr__(self, "kind", SeriesKind(self.kind))
+        except BoneHubInputError as error:
+            raise BoneHubInputError(f"series {self.series_uid}: {error}") from None
 
 
 def fetch_series(ref: SeriesRef, cache_dir: str | os.PathLike, *, idc_endpoint_url: str | None = None) -> Path:

@@ -12,6 +12,8 @@ from dicom_io.seg_writer import SegType
 from labels.errors import BoneHubInputError
 from labels.schema import Code, Structure, default_schema
 from qc.results import REVIEW, STATUSES, BoneResult, QcStatus
+from results.manifest import ManifestRow, OutputStatus
+from results.series_ref import SeriesKind, SeriesRef
 
 
 def _result(status: str) -> BoneResult:
@@ -28,10 +30,16 @@ def test_a_coded_value_is_its_text():
     assert default_schema()["rib_left_1"].level == "bone"
 
 
+def _manifest_row(status: str) -> ManifestRow:
+    return ManifestRow("1.2.3", "1.2", "baseline", "v1", "none", "labelmap", "1.2.4", "1.2.5", "file:///x", status)
+
+
 def test_text_becomes_the_coded_value():
     result = _result("review")
     assert result.status is QcStatus.REVIEW
     assert result.as_row()["status"] == "review"
+    assert _manifest_row("exists").status is OutputStatus.EXISTS
+    assert SeriesRef("1.2.3", "1.2", "idc", "s3://x").kind is SeriesKind.IDC
 
 
 def _structure(level: str) -> Structure:
@@ -43,7 +51,9 @@ def _structure(level: str) -> Structure:
     (lambda: _result("acept"), "'acept'", "'accept', 'review', 'absent', 'insufficient_sources', 'corrected'"),
     (lambda: SegType("LABELMAP"), "'LABELMAP'", "'labelmap', 'binary'"),
     (lambda: _structure("leaf"), "'leaf'", "'region', 'group', 'bone'"),
-], ids=["qc-status", "seg-type", "schema-level"])
+    (lambda: _manifest_row("skipped"), "'skipped'", "'written', 'exists', 'failed'"),
+    (lambda: SeriesRef("1.2.3", "1.2", "ftp", "x"), "'ftp'", "'local', 'idc', 'store'"),
+], ids=["qc-status", "seg-type", "schema-level", "manifest-status", "series-kind"])
 def test_a_bad_value_names_itself_and_the_allowed_ones(make, bad, allowed):
     with pytest.raises(BoneHubInputError) as raised:
         make()
