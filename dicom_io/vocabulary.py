@@ -21,6 +21,7 @@ from collections.abc import Iterable
 
 from pydicom.dataset import Dataset
 
+from labels.errors import BoneHubInputError
 from labels.schema import BoneSchema, default_schema
 
 PARAMETER = "vocabulary"
@@ -28,7 +29,7 @@ _IN_PARAMETERS = re.compile(rf"(?:^|,)\s*{PARAMETER}=([0-9 \-]*)")
 _RANGE = re.compile(r"^(\d+)(?:-(\d+))?$")
 
 
-class VocabularyError(ValueError):
+class VocabularyError(BoneHubInputError):
     """A vocabulary text that is not sorted schema id ranges, or names a structure the schema does not have."""
 
 

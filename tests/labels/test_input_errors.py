@@ -6,6 +6,7 @@ import pytest
 
 from dicom_io.errors import DicomInputError, SeriesSelectionError
 from dicom_io.seg_reader import UnknownSegmentError
+from dicom_io.vocabulary import VocabularyError
 from labels.errors import BoneHubInputError
 from labels.label_sets import LabelSetError, UnmappedLabelError
 from labels.schema import UnknownStructureError, default_schema
@@ -20,7 +21,7 @@ from review.state import ReviewInputError
     (DicomInputError, ValueError), (SeriesSelectionError, ValueError), (UnknownSegmentError, ValueError),
     (LabelSetError, ValueError), (UnmappedLabelError, ValueError), (UnknownStructureError, KeyError),
     (PrecomputedNotFoundError, FileNotFoundError), (SourceSpecError, ValueError), (JobInputError, ValueError),
-    (QcInputError, ValueError), (ReviewInputError, ValueError),
+    (QcInputError, ValueError), (ReviewInputError, ValueError), (VocabularyError, ValueError),
 ])
 def test_input_errors_share_one_base(error, former_base):
     assert issubclass(error, BoneHubInputError) and issubclass(error, former_base)
