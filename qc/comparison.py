@@ -6,8 +6,8 @@ asks "where does each model go wrong?": which structures a source misses where t
 see them, how well it agrees with the rest, how often QC names it the outlier and which
 rules its own masks fail. This module pools the QC table's per-member columns over all
 series into that view; vectorised (the ';'-joined columns split as Arrow text, grouped by
-integer codes), so 100,000 series x 60 structures take about 16 CPU seconds and 5 GiB
-(``bench/report_scale.py``).
+integer codes), so 100,000 series x 60 structures take about 16 CPU seconds (``bench/report_scale.py``,
+whose whole run, the 2 GiB table included, peaks at 7 GiB).
 
 A **source** is a member name without its trailing " [augmentation]" (``Member.name``),
 i.e. "source version", the text ``outlier_source`` uses: all augmentations of a source are
@@ -96,7 +96,7 @@ def member_rows(table: pd.DataFrame) -> MemberRows:
     result = np.repeat(np.arange(len(kept)), lengths)
     member_codes, member_names = pd.factorize(names)
     source_codes, sources = pd.factorize(pd.Index([source_of(str(n)) for n in member_names], dtype=object))
-    source = source_codes[member_codes] if len(member_codes) else np.zeros(0, np.int64)
+    source = source_codes[member_codes]
     values, counts = _split(kept["member_agreement"])
     if bad := np.flatnonzero(counts != lengths).tolist():
         raise ValueError(f"QC table: member_agreement of bone {kept['bone'].iloc[bad[0]]!r} of series "
