@@ -187,23 +187,24 @@ def alike_injections(series: Series) -> Iterator[tuple[str, inject.Injury, list[
 
     Runs of vertebrae labelled one level off, neighbouring vertebrae swapped, and all
     ribs labelled on the wrong side; the injury is the one made in the first member, and
-    the ribs that meet a damaged vertebra count as damaged (their level pairing is now wrong).
+    the ribs that meet a relabelled vertebra of a shifted run count as damaged (their level
+    pairing is now wrong; a swap keeps ribs 2-9 within the two levels they may meet).
     """
     vertebrae = [b for b in common_bones(series) if levels.is_vertebra(b)]
     ribs = [b for b in common_bones(series) if levels.is_rib(b)]
     contacts = rib_contacts(series)
 
-    def everywhere(damage) -> tuple[inject.Injury, list[np.ndarray]]:
+    def everywhere(damage, relabelled: Sequence[str] = ()) -> tuple[inject.Injury, list[np.ndarray]]:
         injuries = [damage(m) for m in series.label_maps]
         first = injuries[0]
-        on_them = {rib for rib, vertebra in contacts.items() if vertebra in first.damaged}  # they now meet another level
+        on_them = {rib for rib, vertebra in contacts.items() if vertebra in relabelled}  # they now meet another level
         return (inject.Injury(first.label_map, first.damaged | on_them, first.description),
                 [i.label_map for i in injuries])
 
     for bone in vertebrae:
         run = [bone] + [_next_level(bone, k) for k in range(1, RUN_LENGTH)]
         if all(level in vertebrae for level in run):
-            yield ("shift_levels", *everywhere(lambda m, run=run: inject.shift_levels(m, run)))
+            yield ("shift_levels", *everywhere(lambda m, run=run: inject.shift_levels(m, run), run))
         if (below := _next_level(bone)) in vertebrae:
             yield ("swap", *everywhere(lambda m, below=below, bone=bone: inject.swap(m, bone, below)))
     if any(default_schema()[b].laterality == "left" for b in ribs):

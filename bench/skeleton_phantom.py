@@ -411,7 +411,7 @@ def _limbs() -> Iterator[tuple[str, Shape]]:
     for side, s in SIDES.items():
         yield f"scapula_{side}", Plate(((95, 1440), (100, 1285), (160, 1425)), s, y0=100, x0=95, slope=-0.55, half_thickness=5)
         yield f"scapula_{side}", Ellipsoid((s * 158, 58, 1410), (10, 16, 20))  # glenoid
-        yield f"scapula_{side}", Capsule((s * 130, 100, 1455), (s * 170, 62, 1460), 8)  # spine and acromion
+        yield f"scapula_{side}", Capsule((s * 110, 95, 1436), (s * 170, 62, 1455), 8)  # spine (on the blade) and acromion
         yield f"clavicula_{side}", Capsule((s * 22, -62, 1448), (s * 150, 40, 1466), 7)
         yield f"humerus_{side}", Ellipsoid((s * 182, 45, 1400), (23, 23, 23))
         yield f"humerus_{side}", Capsule((s * 185, 42, 1390), (s * 195, 30, 1115), 11)
@@ -425,6 +425,7 @@ def _limbs() -> Iterator[tuple[str, Shape]]:
         lateral = (55, 160) if s > 0 else (-160, -55)
         yield f"hip_{side}", Both(bowl, Box((lateral[0], -40, 960), (lateral[1], 100, 1075)))  # iliac wing
         yield f"hip_{side}", Ellipsoid((s * 88, 15, 950), (20, 20, 40))  # body of the ilium
+        yield f"hip_{side}", Capsule((s * 88, 15, 975), (s * 100, 72, 1000), 10)  # joins the body to the wing behind
         yield f"hip_{side}", Ellipsoid((s * 90, 10, 905), (32, 32, 34))  # acetabulum around the femoral head
         yield f"hip_{side}", Ellipsoid((s * 75, 30, 860), (18, 20, 35))  # ischium
         yield f"hip_{side}", Capsule((s * 80, -20, 890), (s * 14, -55, 880), 11)  # pubis, symphysis gap at x = 0

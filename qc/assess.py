@@ -57,7 +57,7 @@ class SeriesQC:
     def masks(self, structure: str, grow: tuple[int, int, int] = (0, 0, 0)) -> tuple[Box, dict[str, np.ndarray]]:
         """The crop box of ``structure`` (grown by ``grow`` voxels per axis) and each compared member's mask on it."""
         unit, shape = self.units[structure], self.consensus.shape
-        box = tuple(slice(max(b.start - g, 0), min(b.stop + g, n)) for b, g, n in zip(self.boxes[structure], grow, shape))
+        box = grow_box(self.boxes[structure], grow, shape)
         return box, {self.members[i].name: np.isin(self.label_maps[i][box], unit.ids) for i in unit.members}
 
 

@@ -8,12 +8,14 @@ view at a time (the consensus, or one member's own masks):
 - **rib anchors**: rib k's medial end meets vertebra T k; ribs 2-9 may also meet
   T k-1 (their heads sit across the disc), rib 13 (a variant) meets L1. A contact
   elsewhere gives the offset ``vertebra label - expected level``;
+- **skull anchor**: the highest vertebra, when it touches the skull, must be C1;
 - **sacrum anchor**: the lowest vertebra touching the sacrum must be a lumbar
   vertebra L4-L6 (L4: a sacralised L5; L6: a lumbarised S1); else the offset to
   the nearest of those;
 - **the chain**: vertebrae ordered from head to feet must carry consecutive
   labels (L6 optional; L4 or L5 may meet S1). Where the labels skip a level, the
-  chain splits into runs and the skipped levels form a gap.
+  chain splits into runs and the skipped levels form a gap; a doubled vertebra
+  (two vertebrae under one label, well taller than its neighbours) ends a run.
 
 A run holding an anchor with a non-zero offset is inconsistent: every vertebra of
 it from that anchor outwards to the run's end or to an anchor that agrees, the
@@ -49,7 +51,7 @@ SACRUM_PARTS = ("vertebra_S1", "sacrum_below_s1", "sacrum")
 # Ribs 1, 10, 11 and 12 (and 13) articulate with their own vertebra only; the heads
 # of ribs 2-9 sit across the disc between vertebra k-1 and vertebra k.
 _SINGLE_FACET_RIBS = {1, 10, 11, 12, 13}
-T1, L4, L5, L6, S1 = 8, 23, 24, 25, 26
+C1, T1, L4, L5, L6, S1 = 1, 8, 23, 24, 25, 26
 MEDIAL_SHARE = 0.05  # a rib's medial end: this share of its surface points nearest to a vertebra
 DOUBLED_HEIGHT = 1.7  # a vertebra this many times taller than both neighbours holds two vertebrae
 
@@ -186,10 +188,12 @@ def spine_levels(centroids_lps: Mapping[str, np.ndarray], points_mm: Mapping[str
             found.add(contact.vertebra, "rib_vertebra_level")
     if (lowest := _lowest_on_sacrum(chain, points_mm, contact_mm)) is not None:
         anchors.setdefault(lowest, []).append(Anchor(sacrum_offset(level[lowest]), strong=False))
+    if (top := _top_on_skull(chain, points_mm, contact_mm)) is not None:
+        anchors.setdefault(top, []).append(Anchor(level[top] - C1, strong=True))
 
-    runs = _runs(chain, level)
-    _gaps(runs, level, anchors, schema, found)
     doubled = _doubled(chain, points_mm, superior)
+    runs = _runs(chain, level, doubled)
+    _gaps(runs, level, anchors, doubled, schema, found)
     for run in runs:
         part, shift = _shifted_part(run, anchors, doubled)
         for vertebra in part:
@@ -217,15 +221,25 @@ def _lowest_on_sacrum(chain: list[str], points_mm: Mapping[str, np.ndarray], con
     return None
 
 
-def _runs(chain: list[str], level: Mapping[str, int]) -> list[list[str]]:
-    """The chain cut where the labels do not follow each other."""
+def _runs(chain: list[str], level: Mapping[str, int], doubled: set[str]) -> list[list[str]]:
+    """The chain cut where the labels do not follow each other, and after a doubled vertebra (a run ends there)."""
     runs: list[list[str]] = []
     for name in chain:
-        if runs and _follows(level[runs[-1][-1]], level[name]):
+        if runs and _follows(level[runs[-1][-1]], level[name]) and runs[-1][-1] not in doubled:
             runs[-1].append(name)
         else:
             runs.append([name])
     return runs
+
+
+def _top_on_skull(chain: list[str], points_mm: Mapping[str, np.ndarray], contact_mm: float) -> str | None:
+    """The highest vertebra within ``contact_mm`` of the skull (it carries the skull: C1), if a skull is in view."""
+    skull = points_mm.get("skull")
+    if skull is None or not len(skull) or not chain:
+        return None
+    tree = cKDTree(skull)
+    distance, _ = tree.query(points_mm[chain[0]], k=1, distance_upper_bound=contact_mm)
+    return chain[0] if np.isfinite(distance).any() else None
 
 
 def _shifted_part(run: list[str], anchors: Mapping[str, list[Anchor]], doubled: set[str]) -> tuple[list[str], int]:
@@ -259,9 +273,12 @@ def _one_offset(anchors: list[Anchor]) -> int:
     return ranked[0][0]
 
 
-def _proven(run: list[str], anchors: Mapping[str, list[Anchor]]) -> bool:
-    """A run a rib anchors at the right level, with no anchor against it."""
-    mine = [a for n in run for a in anchors.get(n, [])]
+def _proven(run: list[str], anchors: Mapping[str, list[Anchor]], doubled: set[str]) -> bool:
+    """A run a rib or the skull anchors at the right level, with no anchor against it.
+
+    Anchors on a doubled vertebra prove nothing: which of its two vertebrae they meet is unknown.
+    """
+    mine = [a for n in run if n not in doubled for a in anchors.get(n, [])]
     return any(a.strong and not a.offset for a in mine) and not _off_level(run, anchors)
 
 
@@ -270,8 +287,8 @@ def _off_level(run: list[str], anchors: Mapping[str, list[Anchor]]) -> bool:
     return any(_one_offset(anchors[n]) for n in run if n in anchors)
 
 
-def _gaps(runs: list[list[str]], level: Mapping[str, int], anchors: dict[str, list[Anchor]], schema: BoneSchema,
-          found: LevelFindings) -> None:
+def _gaps(runs: list[list[str]], level: Mapping[str, int], anchors: dict[str, list[Anchor]], doubled: set[str],
+          schema: BoneSchema, found: LevelFindings) -> None:
     """Levels the labels skip between two runs; the side of the gap that no rib proves right counts as shifted.
 
     With the upper run proven, the lower run's labels are too low by the levels skipped
@@ -285,7 +302,7 @@ def _gaps(runs: list[list[str]], level: Mapping[str, int], anchors: dict[str, li
             continue  # labels out of order, not skipped: the level order rule's case
         for m in missing:
             found.add(schema[m].name, "level_gap")
-        upper_proven, lower_proven = _proven(upper, anchors), _proven(lower, anchors)
+        upper_proven, lower_proven = _proven(upper, anchors, doubled), _proven(lower, anchors, doubled)
         if upper_proven and not lower_proven:
             anchors.setdefault(lower[0], []).append(Anchor(len(missing), strong=False))
         elif lower_proven and not upper_proven:

@@ -63,7 +63,9 @@ class QcSettings:
     # are smaller (2.4 and 3.8 mL in the bundled sample), so bones get 1 mL unless overridden per structure.
     min_volume_ml: float = 1.0
     min_volume_ml_by_structure: Mapping[str, float] = field(default_factory=dict)
-    multi_part: tuple[str, ...] = ("costal_cartilages",)  # one schema label for many pieces: no component rule
+    # one schema label for several pieces, so no component rule: the cartilages of every rib; the skull with the
+    # mandible, a bone of its own that TotalSegmentator's "skull" includes
+    multi_part: tuple[str, ...] = ("costal_cartilages", "skull")
     rib_contact_mm: float = 15.0  # a rib whose medial end comes this close to a vertebra is checked for its level
     outlier_margin: float = 0.05  # the outlier source's agreement is at least this far below every other member's
     outlier_spread_factor: float = 2.0  # ... and this many times the spread of the other members' agreements
