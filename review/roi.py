@@ -14,10 +14,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from labels.coded_values import CodedValue
 from qc.boxes import Box, grow_box, margin_voxels, masks_box
 
-KEEP, OVERWRITE = "keep", "overwrite"
-NEIGHBOUR_POLICIES = (KEEP, OVERWRITE)
+
+
+class NeighbourPolicy(CodedValue):
+    """Who gets a voxel that the correction marks but another structure holds."""
+
+    KEEP = "keep"  # the other structure: the reviewer corrected one bone and may not have looked at its neighbour
+    OVERWRITE = "overwrite"  # the corrected structure
+
+
+KEEP, OVERWRITE = NeighbourPolicy.KEEP, NeighbourPolicy.OVERWRITE
 
 
 def roi_box(masks: Iterable[np.ndarray], spacing: tuple[float, float, float], margin_mm: float) -> Box:
@@ -64,7 +73,7 @@ class PasteResult:
 
 
 def paste_correction(label_map: np.ndarray, box: Box, corrected: np.ndarray, structure_id: int,
-                     owned_ids: Iterable[int], policy: str = KEEP) -> PasteResult:
+                     owned_ids: Iterable[int], policy: NeighbourPolicy | str = KEEP) -> PasteResult:
     """``corrected`` (boolean, on ``box``) written into a copy of ``label_map`` for one structure.
 
     Inside the box, voxels whose id is in ``owned_ids`` (the structure and the
@@ -74,8 +83,7 @@ def paste_correction(label_map: np.ndarray, box: Box, corrected: np.ndarray, str
     and may not have looked at its neighbour) and become ``structure_id`` under
     ``overwrite``. Outside the box nothing changes.
     """
-    if policy not in NEIGHBOUR_POLICIES:
-        raise ValueError(f"unknown neighbour policy {policy!r}: use one of {NEIGHBOUR_POLICIES}")
+    policy = NeighbourPolicy(policy)  # raises on text that is not a policy
     region = label_map[box]
     if corrected.shape != region.shape:
         raise ValueError(f"correction of shape {corrected.shape} does not fit the ROI {region.shape}")

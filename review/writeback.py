@@ -29,6 +29,8 @@ from pydicom.sequence import Sequence as DicomSequence
 from dicom_io.geometry import same_grid
 from dicom_io.provenance import SegmentationSource, derived_uid
 from dicom_io.seg_writer import SOFTWARE_VERSION
+from labels.coded_values import CodedValue
+from labels.errors import BoneHubInputError
 from labels.schema import default_schema
 from qc.results import CORRECTED, BoneResult, result_from_row
 from results.members import CONSENSUS_NAME
@@ -44,8 +46,14 @@ log = logging.getLogger("bonehub.review")
 CORRECTION_FORMAT = "bonehub-correction/1"
 CORRECTION_FILE = "correction.json"
 CORRECTED_NAME = "BoneHub corrected"
-METHODS = {"semiautomatic": "SEMIAUTOMATIC", "manual": "MANUAL"}
 CORRECTED_SEG_SERIES_NUMBER, CORRECTED_SR_SERIES_NUMBER = 360, 410
+
+
+class CorrectionMethod(CodedValue):
+    """How a reviewer corrected; the corrected segment's Segment Algorithm Type is the text in upper case."""
+
+    SEMIAUTOMATIC = "semiautomatic"  # an interactive AI tool
+    MANUAL = "manual"
 
 
 @dataclass(frozen=True)
@@ -53,15 +61,17 @@ class Reviewer:
     """Who corrected, and how (as the Slicer module's ``correction.json`` or the command line says)."""
 
     name: str
-    method: str = "semiautomatic"  # semiautomatic (an interactive AI tool) | manual
+    method: CorrectionMethod = CorrectionMethod.SEMIAUTOMATIC  # given as a CorrectionMethod or its text
     tool: str = "SlicerNNInteractive"
     mask: str = "corrected.nrrd"
 
     def __post_init__(self) -> None:
         if not self.name.strip():
             raise ReviewInputError("a correction needs the reviewer's name")
-        if self.method not in METHODS:
-            raise ReviewInputError(f"unknown correction method {self.method!r}: use one of {sorted(METHODS)}")
+        try:
+            object.__setattr__(self, "method", CorrectionMethod(self.method))
+        except BoneHubInputError as error:
+            raise ReviewInputError(f"correction method: {error}") from None
 
 
 @dataclass(frozen=True)
@@ -157,7 +167,7 @@ def import_correction(place: ReviewPlace, folder: str | Path, reviewer: Reviewer
 
 
 def _source(reviewer: Reviewer) -> SegmentationSource:
-    return SegmentationSource(reviewer.tool, "unspecified", algorithm_type=METHODS[reviewer.method])
+    return SegmentationSource(reviewer.tool, "unspecified", algorithm_type=reviewer.method.upper())
 
 
 def _corrected_sources(log_table: pd.DataFrame, series_uid: str) -> dict[str, SegmentationSource]:

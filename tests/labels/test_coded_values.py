@@ -14,6 +14,8 @@ from labels.schema import Code, Structure, default_schema
 from qc.results import REVIEW, STATUSES, BoneResult, QcStatus
 from results.manifest import ManifestRow, OutputStatus
 from results.series_ref import SeriesKind, SeriesRef
+from review.roi import NeighbourPolicy
+from review.writeback import CorrectionMethod, Reviewer
 
 
 def _result(status: str) -> BoneResult:
@@ -40,6 +42,7 @@ def test_text_becomes_the_coded_value():
     assert result.as_row()["status"] == "review"
     assert _manifest_row("exists").status is OutputStatus.EXISTS
     assert SeriesRef("1.2.3", "1.2", "idc", "s3://x").kind is SeriesKind.IDC
+    assert Reviewer("Doe^Jane", method="manual").method is CorrectionMethod.MANUAL
 
 
 def _structure(level: str) -> Structure:
@@ -53,7 +56,9 @@ def _structure(level: str) -> Structure:
     (lambda: _structure("leaf"), "'leaf'", "'region', 'group', 'bone'"),
     (lambda: _manifest_row("skipped"), "'skipped'", "'written', 'exists', 'failed'"),
     (lambda: SeriesRef("1.2.3", "1.2", "ftp", "x"), "'ftp'", "'local', 'idc', 'store'"),
-], ids=["qc-status", "seg-type", "schema-level", "manifest-status", "series-kind"])
+    (lambda: NeighbourPolicy("merge"), "'merge'", "'keep', 'overwrite'"),
+    (lambda: Reviewer("Doe^Jane", method="automatic"), "'automatic'", "'semiautomatic', 'manual'"),
+], ids=["qc-status", "seg-type", "schema-level", "manifest-status", "series-kind", "neighbour-policy", "correction-method"])
 def test_a_bad_value_names_itself_and_the_allowed_ones(make, bad, allowed):
     with pytest.raises(BoneHubInputError) as raised:
         make()
