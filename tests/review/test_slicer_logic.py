@@ -600,31 +600,64 @@ def _imports(path: Path) -> set[str]:
 
 
 PROJECT_PACKAGES = {"labels", "dicom_io", "models", "qc", "review", "pipeline", "sr_templates", "bench"}
+SCENE = MODULE_DIR / "BoneHubReviewLib" / "scene.py"  # the one BoneHubReviewLib module that uses Slicer
+SLICER_FILES = (MODULE_DIR / "BoneHubReview.py", SCENE)
+SLICER_FREE = sorted(p for p in (MODULE_DIR / "BoneHubReviewLib").glob("*.py") if p != SCENE)
+
+
+def _imports_scene(path: Path) -> bool:
+    """Whether ``path`` imports the scene module (``from . import scene``, ``from .scene import ...`` or absolutely)."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            names = [node.module or ""] + [f"{node.module or ''}.{alias.name}" for alias in node.names]
+        elif isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        else:
+            continue
+        if any(name.split(".")[-1] == "scene" for name in names):
+            return True
+    return False
 
 
 def test_module_compiles_and_imports_only_what_slicer_has(tmp_path: Path) -> None:
-    module = MODULE_DIR / "BoneHubReview.py"
-    py_compile.compile(str(module), cfile=str(tmp_path / "m.pyc"), doraise=True)
-    imports = _imports(module)
-    assert not imports & PROJECT_PACKAGES
-    assert imports - set(sys.stdlib_module_names) <= {"slicer", "qt", "ctk", "vtk", "numpy", "DICOMLib",
-                                                            "BoneHubReviewLib"}
-    assert {"slicer", "qt", "ctk", "BoneHubReviewLib"} <= imports
+    for path in SLICER_FILES:
+        py_compile.compile(str(path), cfile=str(tmp_path / "m.pyc"), doraise=True)
+        imports = _imports(path)
+        assert not imports & PROJECT_PACKAGES, path.name
+        assert imports - set(sys.stdlib_module_names) <= {"slicer", "qt", "ctk", "vtk", "numpy", "DICOMLib",
+                                                                "BoneHubReviewLib"}, path.name
+    assert {"slicer", "qt", "ctk", "BoneHubReviewLib"} <= _imports(MODULE_DIR / "BoneHubReview.py")
+    assert {"slicer", "vtk"} <= _imports(SCENE)
 
 
 def test_logic_needs_only_the_standard_library_and_numpy() -> None:
     imports = _imports(MODULE_DIR / "BoneHubReviewLib" / "logic.py")
     assert imports - set(sys.stdlib_module_names) == {"numpy"}
+    assert MODULE_DIR / "BoneHubReviewLib" / "logic.py" in SLICER_FREE
+    for path in SLICER_FREE:  # every BoneHubReviewLib module but scene.py: importable without Slicer
+        assert _imports(path) - set(sys.stdlib_module_names) <= {"numpy"}, path.name
+        assert not _imports_scene(path), f"{path.name} imports scene.py, which needs Slicer"
+    assert _imports_scene(MODULE_DIR / "BoneHubReview.py")
+
+
+def _logic_alias(tree: ast.Module) -> str:
+    """The name a file gives ``BoneHubReviewLib.logic`` (``from BoneHubReviewLib import logic as X`` or
+    ``from . import logic as X`` inside BoneHubReviewLib)."""
+    lib = {("BoneHubReviewLib", 0), (None, 1)}
+    return next(a.asname for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                and (node.module, node.level) in lib for a in node.names if a.name == "logic")
 
 
 def test_module_calls_only_logic_names_that_exist() -> None:
-    tree = ast.parse((MODULE_DIR / "BoneHubReview.py").read_text())
-    alias = next(a.asname for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
-                 and node.module == "BoneHubReviewLib" for a in node.names if a.name == "logic")
-    used = {node.attr for node in ast.walk(tree)
-            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == alias}
-    assert used and not {name for name in used if not hasattr(logic, name)}
-    assert {"list_items", "plan_load", "finalize_correction", "ijk_to_ras", "check_dicomweb"} <= used
+    all_used = set()
+    for path in SLICER_FILES:
+        tree = ast.parse(path.read_text())
+        alias = _logic_alias(tree)
+        used = {node.attr for node in ast.walk(tree)
+                if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == alias}
+        assert used and not {name for name in used if not hasattr(logic, name)}, path.name
+        all_used |= used
+    assert {"list_items", "plan_load", "finalize_correction", "ijk_to_ras", "check_dicomweb"} <= all_used
 
 
 def test_extension_cmake_installs_every_module_file() -> None:

@@ -5,9 +5,9 @@ Reads the folder ``bonehub review export`` writes (``worklist``: ``worklist.json
 exported NRRD files, or the ROI DICOM series from a DICOMweb store), and writes the reviewer's
 correction (``corrected.nrrd`` + ``correction.json``) that ``bonehub review import`` reads, but only
 after checking that the label map lies on the ROI grid (``geometry``, ``nrrd``) and holds one label:
-that last step, Accept, is here. This module is the one namespace ``BoneHubReview.py`` calls, so it
-also offers the names of its sibling modules. Standard library and numpy only: both exist in 3D
-Slicer's Python.
+that last step, Accept, is here. This module is the one namespace ``BoneHubReview.py`` and ``scene.py``
+call, so it also offers the names of its sibling modules. Standard library and numpy only: both exist in
+3D Slicer's Python.
 """
 
 from __future__ import annotations
