@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from dicom_io.cache import default_cache_dir
+from dicom_io.seg_writer import SegType
 from pipeline.segment_command import DEFAULT_OUT, JobInputError, manifest_uri, store_uri
 from results.blobs import join
 
@@ -22,7 +23,7 @@ def add_qc_settings_arguments(parser: argparse.ArgumentParser) -> None:
     qc.add_argument("--review-below", type=float, help=f"score below which a bone goes to review (default {d.review_below})")
     qc.add_argument("--nsd-tolerance-mm", type=float, help=f"NSD tolerance in mm (default {d.nsd_tolerance_mm})")
     qc.add_argument("--min-volume-ml", type=float, help=f"smaller bones are flagged too_small (default {d.min_volume_ml})")
-    qc.add_argument("--consensus-seg-type", choices=("labelmap", "binary"), default="labelmap",
+    qc.add_argument("--consensus-seg-type", choices=list(SegType), default=SegType.LABELMAP,
                     help="consensus SEG type (default labelmap; binary for 3D Slicer QuantitativeReporting's SR view)")
     qc.add_argument("--snapshots", type=int, default=3, help="pictures of the worst bones per series in the report (default 3)")
 

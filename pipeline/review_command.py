@@ -13,6 +13,8 @@ from pathlib import Path
 from dicom_io.cache import default_cache_dir
 from pipeline.qc_command import qc_dir
 from pipeline.segment_command import DEFAULT_OUT, manifest_uri, store_uri
+from review.roi import NeighbourPolicy
+from review.writeback import CorrectionMethod
 
 
 def add_review_commands(subparsers: argparse._SubParsersAction, handler) -> None:
@@ -40,9 +42,9 @@ def add_review_commands(subparsers: argparse._SubParsersAction, handler) -> None
     imports.add_argument("items", nargs="+", type=Path, help="exported item folders (EXPORT/SERIES_UID/structure)")
     imports.add_argument("--mask", type=Path, help="the corrected mask (.seg.nrrd/.nrrd/.nii.gz/.dcm; default: from correction.json)")
     imports.add_argument("--reviewer", help="the reviewer's name (default: from correction.json)")
-    imports.add_argument("--method", choices=("semiautomatic", "manual"), help="how it was corrected (default semiautomatic)")
+    imports.add_argument("--method", choices=list(CorrectionMethod), help="how it was corrected (default semiautomatic)")
     imports.add_argument("--tool", help="the tool used (default SlicerNNInteractive)")
-    imports.add_argument("--neighbours", choices=("keep", "overwrite"), default="keep",
+    imports.add_argument("--neighbours", choices=list(NeighbourPolicy), default=NeighbourPolicy.KEEP,
                          help="voxels the correction claims that another bone holds: that bone keeps them (default) "
                               "or the corrected bone takes them")
     review.set_defaults(handler=handler)

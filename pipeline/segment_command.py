@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dicom_io.cache import default_cache_dir
+from dicom_io.seg_writer import SegType
 from labels.errors import BoneHubInputError
 from pipeline.dataflow import DataflowProfile
 from results.blobs import join
@@ -49,7 +50,7 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
     job.add_argument("--augment", action="append", default=[], metavar="AUG",
                      help="input augmentation besides the plain input (repeatable): 'rotate(5,0,-3)', 'noise(20)', "
                           "'intensity(scale=1.05,shift=10,gamma=0.9)'")
-    job.add_argument("--seg-type", choices=("labelmap", "binary"), default="labelmap", help="SEG type (default: labelmap)")
+    job.add_argument("--seg-type", choices=list(SegType), default=SegType.LABELMAP, help="SEG type (default: labelmap)")
 
     out = parser.add_argument_group("output")
     out.add_argument("--out", default=DEFAULT_OUT,
