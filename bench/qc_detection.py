@@ -187,26 +187,29 @@ def alike_injections(series: Series) -> Iterator[tuple[str, inject.Injury, list[
 
     Runs of vertebrae labelled one level off, neighbouring vertebrae swapped, and all
     ribs labelled on the wrong side; the injury is the one made in the first member, and
-    the ribs that meet a relabelled vertebra of a shifted run count as damaged (their level
-    pairing is now wrong; a swap keeps ribs 2-9 within the two levels they may meet).
+    a rib that meets a relabelled vertebra counts as damaged when the vertebra's new label is
+    one that rib cannot meet (its pairing is now wrong; ribs 2-9 may meet two levels).
     """
     vertebrae = [b for b in common_bones(series) if levels.is_vertebra(b)]
     ribs = [b for b in common_bones(series) if levels.is_rib(b)]
     contacts = rib_contacts(series)
 
-    def everywhere(damage, relabelled: Sequence[str] = ()) -> tuple[inject.Injury, list[np.ndarray]]:
+    def everywhere(damage, relabelled: dict[str, str] | None = None) -> tuple[inject.Injury, list[np.ndarray]]:
         injuries = [damage(m) for m in series.label_maps]
         first = injuries[0]
-        on_them = {rib for rib, vertebra in contacts.items() if vertebra in relabelled}  # they now meet another level
+        schema = default_schema()
+        on_them = {rib for rib, vertebra in contacts.items()  # ribs whose vertebra now carries a label they cannot meet
+                   if vertebra in (relabelled or {}) and levels.rib_offset(rib, schema[relabelled[vertebra]].id)}
         return (inject.Injury(first.label_map, first.damaged | on_them, first.description),
                 [i.label_map for i in injuries])
 
     for bone in vertebrae:
         run = [bone] + [_next_level(bone, k) for k in range(1, RUN_LENGTH)]
         if all(level in vertebrae for level in run):
-            yield ("shift_levels", *everywhere(lambda m, run=run: inject.shift_levels(m, run), run))
+            shifted = {v: _next_level(v) for v in run}
+            yield ("shift_levels", *everywhere(lambda m, run=run: inject.shift_levels(m, run), shifted))
         if (below := _next_level(bone)) in vertebrae:
-            yield ("swap", *everywhere(lambda m, below=below, bone=bone: inject.swap(m, bone, below)))
+            yield ("swap", *everywhere(lambda m, below=below, bone=bone: inject.swap(m, bone, below), {bone: below, below: bone}))
     if any(default_schema()[b].laterality == "left" for b in ribs):
         yield ("side_swap", *everywhere(lambda m: inject.swap_sides(m, ribs)))
 
