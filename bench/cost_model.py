@@ -26,10 +26,11 @@ GPU-worker seconds / lanes), plus everything billed on CPU workers and the start
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+
+from bench.publish import publish
 
 RESULTS_PATH = Path(__file__).resolve().parent / "results" / "cost_model.json"
 IDC_TOTALSEGMENTATOR_PER_SERIES = 0.008
@@ -406,8 +407,4 @@ def run(times: StepTimes = MEASURED_152, assumptions: Assumptions = ASSUMPTIONS,
         "n_series": n_series, "index": index, "times_source": step_times.source,
         "tables": [table(times, series, n_series, assumptions, worker) for worker in (L4_WORKER, T4_WORKER)],
     }
-    print(format_report(results))
-    if results_path is not None:
-        results_path.parent.mkdir(parents=True, exist_ok=True)
-        results_path.write_text(json.dumps(results, indent=2, default=str))
-    return results
+    return publish(results, format_report(results), results_path)

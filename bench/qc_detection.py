@@ -25,7 +25,6 @@ damaged member's source is named as the outlier (over all damaged bones).
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ from scipy.stats import rankdata
 
 from bench import error_injection as inject
 from bench import phantom_numberings as numberings
+from bench.publish import publish
 from bench.skeleton_phantom import make_phantom
 from dicom_io.ct_series import read_ct_series
 from dicom_io.label_images import read_label_image
@@ -366,11 +366,7 @@ def run(phantom_shape: Sequence[int] | None = None, results_path: Path | None = 
         "grids": grids,
         "modes": modes,
     }
-    print(format_report(results))
-    if results_path is not None:
-        results_path.parent.mkdir(parents=True, exist_ok=True)
-        results_path.write_text(json.dumps(results, indent=2))
-    return results
+    return publish(results, format_report(results), results_path)
 
 
 def format_report(results: dict) -> str:

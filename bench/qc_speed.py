@@ -34,7 +34,6 @@ series is extrapolated linearly to all compared bones. With ``measured_bones=Non
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import math
 import os
 import time
@@ -46,6 +45,7 @@ import numpy as np
 from scipy import ndimage
 
 from bench import error_injection as inject
+from bench.publish import publish
 from bench.skeleton_phantom import DEFAULT_SHAPE, make_phantom
 from labels.label_sets import load_label_set
 from labels.schema import default_schema
@@ -235,11 +235,7 @@ def run(shape: tuple[int, int, int] = DEFAULT_SHAPE, measured_bones: int | None 
         bone = anchor_bone(label_maps, unit, spacing, settings.tolerance_mm(result.bone), rule_factor(result, settings))
         anchor.append({"ours": result, "anchor": bone, "difference": largest_difference(result, bone)})
     results = summarize(shape, spacing, members, compared, ours_seconds, anchor, setup_seconds, load_before)
-    print(format_report(results))
-    if results_path is not None:
-        results_path.parent.mkdir(parents=True, exist_ok=True)
-        results_path.write_text(json.dumps(results, indent=2))
-    return results
+    return publish(results, format_report(results), results_path)
 
 
 def summarize(shape: Sequence[int], spacing: Sequence[float], members: Sequence[Member], compared: Sequence[BoneResult],

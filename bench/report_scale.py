@@ -18,12 +18,12 @@ with the collection (100x the series).
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 import time
 from pathlib import Path
 
+from bench.publish import publish
 import numpy as np
 import pandas as pd
 
@@ -146,11 +146,7 @@ def run(series: int = FULL_SERIES, anchor_series: int = ANCHOR_SERIES, results_p
     results = {"benchmark": "report_scale", "ours": ours, "anchor": anchor,
                "machine": {"cpu_cores": os.cpu_count(), "load_average_before": list(load_before),
                            "load_average_after": list(os.getloadavg())}}
-    print(format_report(results))
-    if results_path is not None:
-        results_path.parent.mkdir(parents=True, exist_ok=True)
-        results_path.write_text(json.dumps(results, indent=2))
-    return results
+    return publish(results, format_report(results), results_path)
 
 
 def format_report(results: dict) -> str:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import io
-import json
 import statistics
 import tempfile
 import time
@@ -30,6 +29,7 @@ import pydicom
 from totalsegmentator.dicom_io import dcm_to_nifti, save_mask_as_dicomseg
 from totalsegmentator.map_to_binary import class_map
 
+from bench.publish import publish
 from bench.skeleton_phantom import BONE_NAMES, DEFAULT_SHAPE, ORGAN_NAMES, make_phantom, write_phantom_series
 from dicom_io.ct_series import CTSeries, read_ct_series
 from dicom_io.label_images import read_label_image
@@ -91,12 +91,7 @@ def run(shape: tuple[int, int, int] = DEFAULT_SHAPE, repeats: int = 3, results_p
         }
         read_reference_seconds = _time_reading_reference(inputs.ct_dir)
     results = summarize(shape, inputs, expected, measured, repeats, setup_seconds, read_reference_seconds)
-    print(format_table(results))
-    if results_path is not None:
-        results_path.parent.mkdir(parents=True, exist_ok=True)
-        results_path.write_text(json.dumps(results, indent=2))
-        print(f"results written to {results_path}")
-    return results
+    return publish(results, format_table(results), results_path)
 
 
 def prepare(shape: tuple[int, int, int], work: Path) -> Inputs:

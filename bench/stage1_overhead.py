@@ -61,6 +61,7 @@ import highdicom as hd
 import nibabel as nib
 import numpy as np
 
+from bench.publish import publish
 from bench.skeleton_phantom import DEFAULT_SHAPE, make_phantom, write_phantom_series
 from dicom_io.ct_series import CTSeries, read_ct_series
 from dicom_io.provenance import SegmentationSource
@@ -157,12 +158,7 @@ def run(shape: tuple[int, int, int] = DEFAULT_SHAPE, results_path: Path | None =
 
         checks = check_outputs(ct, outputs, schema_maps, work / "anchor")
     results = summarize(shape, ct, outputs, anchor, checks, read_seconds, convert_seconds, setup_seconds, load_before)
-    print(format_report(results))
-    if results_path is not None:
-        results_path.parent.mkdir(parents=True, exist_ok=True)
-        results_path.write_text(json.dumps(results, indent=2))
-        print(f"results written to {results_path}")
-    return results
+    return publish(results, format_report(results), results_path)
 
 
 def prepare(shape: tuple[int, int, int], work: Path) -> tuple[Path, dict[str, StandIn]]:
