@@ -16,6 +16,7 @@ few kilobytes of names. The same text is the manifest's ``vocabulary`` column.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable
 
@@ -23,6 +24,8 @@ from pydicom.dataset import Dataset
 
 from labels.errors import BoneHubInputError
 from labels.schema import BoneSchema, default_schema
+
+log = logging.getLogger("bonehub.vocabulary")
 
 PARAMETER = "vocabulary"
 _IN_PARAMETERS = re.compile(rf"(?:^|,)\s*{PARAMETER}=([0-9 \-]*)")
@@ -63,11 +66,25 @@ def decode_vocabulary(text: str, schema: BoneSchema | None = None) -> frozenset[
 
 
 def vocabulary_of(seg: Dataset, schema: BoneSchema | None = None) -> frozenset[str] | None:
-    """The vocabulary a SEG records (the union over its segments' algorithms), or None when it records none."""
-    found: set[str] | None = None
+    """The vocabulary a SEG records (the union over its segments' algorithms), or None when it records none.
+
+    A vocabulary this schema cannot read (written under another schema version) is
+    treated as none, with a warning: QC then infers it, and the SEG is still used.
+    """
+    texts = []
     for segment in seg.get("SegmentSequence", []):
         for algorithm in segment.get("SegmentationAlgorithmIdentificationSequence", []):
-            match = _IN_PARAMETERS.search(str(algorithm.get("AlgorithmParameters", "")))
-            if match is not None:
-                found = (found or set()) | decode_vocabulary(match.group(1), schema)
-    return None if found is None else frozenset(found)
+            if (match := _IN_PARAMETERS.search(str(algorithm.get("AlgorithmParameters", "")))) is not None:
+                texts.append(match.group(1))
+    if not texts:
+        return None
+    return readable_vocabulary(" ".join(texts), f"SEG {seg.get('SOPInstanceUID', '?')}", schema)
+
+
+def readable_vocabulary(text: str, where: str, schema: BoneSchema | None = None) -> frozenset[str] | None:
+    """``decode_vocabulary``, or None with a warning naming ``where`` when the text cannot be read."""
+    try:
+        return decode_vocabulary(text, schema)
+    except VocabularyError as error:
+        log.warning("%s: vocabulary ignored, QC infers it instead (%s)", where, error)
+        return None

@@ -77,6 +77,9 @@ class QcSettings:
             raise ValueError(f"unknown QC rule(s) {unknown}; rules are {list(RULES)}")
         if bad := {r: p for r, p in self.rule_penalty.items() if not 0.0 <= p <= 1.0}:
             raise ValueError(f"rule penalties must be in [0, 1], got {bad}")
+        for name in ("outlier_margin", "outlier_spread_factor", "rib_contact_mm"):
+            if not getattr(self, name) >= 0.0:
+                raise ValueError(f"{name} must be a number >= 0, got {getattr(self, name)!r}")
         # penalties given for some rules keep the defaults of the others
         object.__setattr__(self, "rule_penalty", {**_default_penalties(), **self.rule_penalty})
         schema = default_schema()

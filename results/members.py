@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from dicom_io.stores import Store
-from dicom_io.vocabulary import decode_vocabulary
+from dicom_io.vocabulary import readable_vocabulary
 from qc.results import Member
 from results.manifest import EXISTS, WRITTEN
 from results.series_ref import LOCAL, SeriesRef, fetch_series
@@ -46,7 +46,7 @@ def stored_segs(manifest: pd.DataFrame, series_uids: Iterable[str] | None = None
     segs = []
     for row in rows.itertuples(index=False):
         member = Member(row.source, row.source_version, row.augmentation, row.seg_series_instance_uid, row.seg_sop_instance_uid,
-                        decode_vocabulary(row.vocabulary) if row.vocabulary else None)
+                        readable_vocabulary(row.vocabulary, f"manifest row of SEG {row.seg_sop_instance_uid}") if row.vocabulary else None)
         ct = SeriesRef(row.series_instance_uid, row.study_instance_uid, row.ct_kind or LOCAL, row.ct_location,
                        int(row.ct_instances)) if row.ct_location else None
         segs.append(StoredSeg(member, row.series_instance_uid, row.study_instance_uid, ct))

@@ -49,3 +49,13 @@ def test_the_seg_records_it_in_every_segment_and_survives_a_file(sample_ct, samp
 def test_a_seg_without_one_says_none(sample_ct, sample_schema_maps):
     seg = write_seg(sample_schema_maps[FULL], sample_ct, SegmentationSource("TotalSegmentator total", "2"))
     assert vocabulary_of(seg) is None and read_seg(seg, sample_ct).vocabulary is None
+
+
+def test_a_vocabulary_this_schema_cannot_read_is_ignored_with_a_warning(sample_ct, sample_schema_maps, caplog):
+    """A SEG written under another schema version stays usable: QC infers its vocabulary instead."""
+    seg = write_seg(sample_schema_maps[FULL], sample_ct, SegmentationSource("TotalSegmentator total", "2"))
+    for segment in (s for s in seg.SegmentSequence if s.SegmentNumber > 0):
+        segment.SegmentationAlgorithmIdentificationSequence[0].AlgorithmParameters = "augmentation=none,vocabulary=1-3 4000"
+    assert vocabulary_of(seg) is None
+    assert f"SEG {seg.SOPInstanceUID}: vocabulary ignored" in caplog.text and "4000 is not a schema id" in caplog.text
+    assert read_seg(seg, sample_ct).volume.array.any()

@@ -25,3 +25,10 @@ def test_named_against_the_spread_of_the_others(agreements, named):
 def test_augmentations_of_one_source_count_together_and_two_members_name_nobody():
     assert outlier_source((0.5, 0.52, 0.95, 0.96), ("A", "A", "B", "B"), SETTINGS) == "A"
     assert outlier_source((0.2, 0.9), ("A", "B"), SETTINGS) == ""
+
+
+@pytest.mark.parametrize("name", ["outlier_margin", "outlier_spread_factor", "rib_contact_mm"])
+def test_negative_or_missing_thresholds_are_refused_by_name(name):
+    for bad in (-0.1, float("nan")):
+        with pytest.raises(ValueError, match=f"{name} must be a number >= 0"):
+            QcSettings(**{name: bad})
