@@ -27,8 +27,8 @@ from pathlib import Path
 
 import apache_beam as beam
 import pandas as pd
-from apache_beam.options.pipeline_options import PipelineOptions
 
+from pipeline.runner import new_pipeline
 from pipeline.stage2 import SeriesOutcome, qc_series
 from qc.comparison import model_comparison
 from qc.results import TABLE_COLUMNS
@@ -123,7 +123,7 @@ class QcSeries(beam.PTransform):
 def run_qc_job(segs: Sequence[StoredSeg], settings: QcJobSettings, beam_args: Sequence[str] = ()) -> None:
     """Run Stage 2 over the series of ``segs``; results go to ``settings.qc_dir`` and the store."""
     os.makedirs(settings.cache_dir, exist_ok=True)
-    with beam.Pipeline(options=PipelineOptions(list(beam_args))) as pipeline:
+    with new_pipeline(beam_args) as pipeline:
         _ = (pipeline
              | "StoredSegs" >> beam.Create(list(segs))
              | "QC" >> QcSeries(settings)

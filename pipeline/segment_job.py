@@ -28,6 +28,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.dataflow import DataflowProfile, runs_on_dataflow
+from pipeline.runner import new_pipeline
 from pipeline.segment_predict import Predict
 from pipeline.segment_steps import (
     DONE,
@@ -80,7 +81,7 @@ def segment_pipeline(series: Sequence[SeriesRef], settings: SegmentSettings, bea
     """
     profile = (dataflow or DataflowProfile()) if runs_on_dataflow(beam_args) else None
     options = PipelineOptions(profile.pipeline_args(beam_args) if profile else list(beam_args))
-    pipeline = beam.Pipeline(options=options)
+    pipeline = new_pipeline(options)
     _ = (pipeline
          | "Series" >> beam.Create(list(series))
          | "Segment" >> SegmentSeries(settings, profile.gpu_hints() if profile else None)
