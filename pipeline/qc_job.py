@@ -37,7 +37,7 @@ from results.blobs import write_bytes
 from results.members import StoredSeg
 from results.qc_tables import REPORT, SERIES_TABLE, TABLE, output_uri
 from results.series_ref import LOCAL, SeriesRef
-from results.table_io import merge_table, write_table
+from results.table_io import merge_table, read_table, update_table
 
 log = logging.getLogger("bonehub.qc")
 
@@ -96,7 +96,9 @@ def write_qc_outputs(outcomes: Sequence[SeriesOutcome], settings: QcJobSettings)
     table = merge_table(output_uri(settings.qc_dir, TABLE), new, replace=["series_uid"], order=["series_uid"])
     merge_table(output_uri(settings.qc_dir, SERIES_TABLE), pd.DataFrame([o.row() for o in outcomes]),
                 replace=["series_uid"], order=["series_uid"])
-    write_table(output_uri(settings.qc_dir, COMPARISON), model_comparison(table))
+    # derived from the table as stored now, which may hold rows a concurrent run merged after ours
+    update_table(output_uri(settings.qc_dir, COMPARISON),
+                 lambda _: model_comparison(read_table(output_uri(settings.qc_dir, TABLE))))
     snapshots = [p for o in outcomes for p in o.snapshots]
     with tempfile.TemporaryDirectory() as folder:
         local = write_report(table, snapshots, Path(folder) / REPORT, settings_text=settings.qc.describe())

@@ -30,6 +30,44 @@ def write_bytes(uri: str, data: bytes, content_type: str = "application/octet-st
     os.replace(partial, path)
 
 
+def read_versioned(uri: str) -> tuple[bytes | None, int]:
+    """The object at ``uri`` and its GCS generation (0: no object; always 0 for a local file).
+
+    With ``write_if_unchanged`` this makes a read-change-write that fails instead of
+    overwriting a concurrent writer's object.
+    """
+    if not uri.startswith("gs://"):
+        return read_bytes(uri), 0
+    from google.api_core.exceptions import NotFound, PreconditionFailed
+
+    blob = _gcs_blob(uri)
+    while True:  # a writer that replaces the object between the two calls makes the download fail: read again
+        try:
+            blob.reload()
+            return blob.download_as_bytes(if_generation_match=blob.generation), int(blob.generation or 0)
+        except NotFound:
+            return None, 0
+        except PreconditionFailed:
+            continue
+
+
+def write_if_unchanged(uri: str, data: bytes, generation: int, content_type: str = "application/octet-stream") -> bool:
+    """Write ``uri`` only if its GCS generation is still ``generation`` (0: only if absent); False if it changed.
+
+    A local file is written unconditionally: local callers hold a lock instead (``results.table_io``).
+    """
+    if not uri.startswith("gs://"):
+        write_bytes(uri, data, content_type)
+        return True
+    from google.api_core.exceptions import NotFound, PreconditionFailed
+
+    try:
+        _gcs_blob(uri).upload_from_string(data, content_type=content_type, if_generation_match=generation)
+    except (PreconditionFailed, NotFound):
+        return False
+    return True
+
+
 def exists(uri: str) -> bool:
     return _gcs_blob(uri).exists() if uri.startswith("gs://") else Path(uri).is_file()
 

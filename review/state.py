@@ -16,7 +16,7 @@ import pandas as pd
 from dicom_io.errors import DicomInputError
 from dicom_io.uids import validate_uid
 from results.qc_tables import SERIES_TABLE, TABLE, output_uri
-from results.table_io import read_table, write_table
+from results.table_io import append_table, read_table
 
 CORRECTIONS = "corrections.parquet"
 CORRECTION_COLUMNS = [
@@ -72,9 +72,7 @@ def corrections(place: ReviewPlace) -> pd.DataFrame:
 
 def record_correction(place: ReviewPlace, row: dict[str, object]) -> None:
     """Append one correction to the log (the log is small: one row per reviewed bone)."""
-    log = corrections(place)
-    write_table(output_uri(place.qc_dir, CORRECTIONS), pd.concat([log, pd.DataFrame([row], columns=CORRECTION_COLUMNS)],
-                                                                  ignore_index=True))
+    append_table(output_uri(place.qc_dir, CORRECTIONS), pd.DataFrame([row], columns=CORRECTION_COLUMNS))
 
 
 def series_row(series_table: pd.DataFrame, series_uid: str) -> pd.Series:
