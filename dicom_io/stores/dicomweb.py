@@ -20,6 +20,7 @@ from dicom_io.stores.base import (
     StoreUnavailableError, StoreWriteError, encode, instance_uids, matches, network_reason, validate_filters,
     validate_key,
 )
+from dicom_io.stores.redact import redact_url, split_credentials
 from dicom_io.stores.retry import RETRIED_STATUSES, http_status, mount_retries
 from dicom_io.stores.stow import STOW_MAX_BYTES, STOW_MAX_INSTANCES, parse_stow_body, stow_failures
 
@@ -41,22 +42,27 @@ class DicomWebStore:
                  backoff_s: float = 1.0, max_wait_s: float = 30.0):
         if retries < 0 or backoff_s < 0 or max_wait_s <= 0:
             raise ValueError(f"retries and backoff_s must be >= 0 and max_wait_s > 0, not {retries}, {backoff_s}, {max_wait_s}")
-        parts = urlsplit(uri)
+        bare, self._basic_auth, self._url_token = split_credentials(uri)  # secrets go in headers, never in a URL sent
+        parts = urlsplit(bare)
         scheme = parts.scheme.lower().removeprefix("dicomweb+")
         if scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"not a DICOMweb URL (http(s)://host/path or dicomweb+https://...): {uri!r}")
+            raise ValueError(f"not a DICOMweb URL (http(s)://host/path or dicomweb+https://...): {redact_url(uri)!r}")
         query = parse_qsl(parts.query, keep_blank_values=True)
         token_envs = [v for k, v in query if k == "token_env"]
         self.token_env = token_env or (token_envs[-1] if token_envs else None)
         rest = urlencode([(k, v) for k, v in query if k != "token_env"])
         self.url = urlunsplit((scheme, parts.netloc, parts.path.rstrip("/"), rest, ""))
-        self.uri = self.url + (("&" if rest else "?") + urlencode({"token_env": self.token_env}) if self.token_env else "")
+        # ``uri`` reopens the store (workers get it in their settings) and so keeps the credentials it was given;
+        # ``shown`` is what messages, logs and tables carry
+        self.uri = uri if (self._basic_auth or self._url_token) else (
+            self.url + (("&" if rest else "?") + urlencode({"token_env": self.token_env}) if self.token_env else ""))
+        self.shown = redact_url(self.uri)
         self.timeout = timeout or DEFAULT_TIMEOUT_S
         self.retries, self.backoff_s, self.max_wait_s = retries, backoff_s, max_wait_s
         self._client = None
 
     def __repr__(self) -> str:
-        return f"DicomWebStore({self.uri!r})"
+        return f"DicomWebStore({self.shown!r})"
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_client": None}
@@ -66,22 +72,24 @@ class DicomWebStore:
             import requests
             from dicomweb_client import DICOMwebClient
 
-            if self.token_env:
-                token = os.environ.get(self.token_env)
+            if self._url_token or self.token_env:
+                token = self._url_token or os.environ.get(self.token_env)
                 if not token:
-                    raise StoreUnavailableError(f"environment variable {self.token_env} (bearer token for {self.uri}) is not set")
+                    raise StoreUnavailableError(f"environment variable {self.token_env} (bearer token for {self.shown}) is not set")
                 session = requests.Session()
                 session.headers["Authorization"] = f"Bearer {token}"
             elif urlsplit(self.url).hostname == "healthcare.googleapis.com":
                 try:
                     from dicomweb_client.ext.gcp.session_utils import create_session_from_gcp_credentials
                 except ImportError:
-                    raise StoreUnavailableError(f"{self.uri} is a Google Cloud Healthcare API store: install "
+                    raise StoreUnavailableError(f"{self.shown} is a Google Cloud Healthcare API store: install "
                                                 "`dicomweb-client[gcp]` or pass token_env") from None
                 with self._errors("authenticate to"):
                     session = create_session_from_gcp_credentials()
             else:
                 session = requests.Session()
+            if self._basic_auth:
+                session.auth = self._basic_auth
             mount_retries(session, self.retries, self.backoff_s, self.max_wait_s)  # retries live in the session
             # one request body, never chunked: a retried STOW resends it whole (a chunked body is a spent generator)
             client = DICOMwebClient(self.url, session=session, timeout=(min(self.timeout, 10.0), self.timeout),
@@ -97,21 +105,21 @@ class DicomWebStore:
         try:
             yield
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as e:
-            raise StoreUnavailableError(f"cannot reach DICOMweb store {self.uri} to {action}: {network_reason(e)}") from None
+            raise StoreUnavailableError(f"cannot reach DICOMweb store {self.shown} to {action}: {network_reason(e)}") from None
         except requests.exceptions.HTTPError as e:
             status = e.response.status_code if e.response is not None else None
             if status in (401, 403):
                 hint = f" (check the token in ${self.token_env})" if self.token_env else ""
-                raise StoreUnavailableError(f"DICOMweb store {self.uri} refused to {action}: HTTP {status}{hint}") from None
+                raise StoreUnavailableError(f"DICOMweb store {self.shown} refused to {action}: HTTP {status}{hint}") from None
             if status in RETRIED_STATUSES:
-                raise StoreUnavailableError(f"DICOMweb store {self.uri} is busy or down ({action}): HTTP {status} "
+                raise StoreUnavailableError(f"DICOMweb store {self.shown} is busy or down ({action}): HTTP {status} "
                                             f"after {self.retries} retries") from None
             if sop_uid is None:
-                raise StoreError(f"DICOMweb store {self.uri} failed to {action}: HTTP {status} {e.response.reason}") from None
+                raise StoreError(f"DICOMweb store {self.shown} failed to {action}: HTTP {status} {e.response.reason}") from None
             raise
         except Exception as e:
             if type(e).__module__.startswith("google.auth"):
-                raise StoreUnavailableError(f"no Google credentials to {action} {self.uri}: {type(e).__name__}") from None
+                raise StoreUnavailableError(f"no Google credentials to {action} {self.shown}: {type(e).__name__}") from None
             raise
 
     def _instance_url(self, study_uid: str, series_uid: str, sop_uid: str) -> str:
@@ -180,8 +188,8 @@ class DicomWebStore:
                     if http_status(e) in (401, 403, *RETRIED_STATUSES):
                         raise
                     raise StoreConflictError(f"{conflict}; replacing SOP instance {sop} needs Delete Instance, which "
-                                             f"{self.uri} refused: HTTP {http_status(e)}") from None
-            logger.info("replaced SOP instance %s in %s (the server refused a changed copy with HTTP 409)", sop, self.uri)
+                                             f"{self.shown} refused: HTTP {http_status(e)}") from None
+            logger.info("replaced SOP instance %s in %s (the server refused a changed copy with HTTP 409)", sop, self.shown)
         return bool(held)
 
     def _post(self, batch: list[Dataset]) -> None:
@@ -201,19 +209,19 @@ class DicomWebStore:
                 body = parse_stow_body(e.response)
                 failed = {sop: stow_failures(body, sop) for sop in sops}
                 reasons = [reason for sop in sops for reason in failed[sop]]
-                message = (f"STOW-RS of {what} to {self.uri} failed: HTTP {e.response.status_code} {e.response.reason}"
+                message = (f"STOW-RS of {what} to {self.shown} failed: HTTP {e.response.status_code} {e.response.reason}"
                            + (f"; {'; '.join(reasons)}" if reasons else ""))
                 if e.response.status_code == 409:
                     raise StoreConflictError(message, [sop for sop in sops if failed[sop]] or sops) from None
                 raise StoreWriteError(message) from None
         failures = [reason for sop in sops for reason in stow_failures(response, sop)]
         if failures:
-            raise StoreWriteError(f"STOW-RS of {what} to {self.uri} failed: {'; '.join(failures)}")
+            raise StoreWriteError(f"STOW-RS of {what} to {self.shown} failed: {'; '.join(failures)}")
         for item in response.get("ReferencedSOPSequence", []):
             if "WarningReason" in item:
                 logger.warning("STOW-RS of SOP instance %s to %s: warning 0x%04X", item.get("ReferencedSOPInstanceUID"),
-                               self.uri, item.WarningReason)
-        logger.debug("stored %s in %s", what, self.uri)
+                               self.shown, item.WarningReason)
+        logger.debug("stored %s in %s", what, self.shown)
 
     def exists(self, study_uid: str, series_uid: str, sop_uid: str) -> bool:
         validate_key(study_uid, series_uid, sop_uid)
@@ -236,7 +244,7 @@ class DicomWebStore:
                 return client.retrieve_instance(study_uid, series_uid, sop_uid, media_types=((DICOM_MEDIA_TYPE, "*"),))
             except Exception as e:
                 if http_status(e) == 404:
-                    raise InstanceNotFoundError(f"no SOP instance {sop_uid} of series {series_uid} in {self.uri}") from None
+                    raise InstanceNotFoundError(f"no SOP instance {sop_uid} of series {series_uid} in {self.shown}") from None
                 raise
 
     def list_instances(
