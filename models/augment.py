@@ -43,11 +43,21 @@ window ends stay fixed; values outside (padding, metal) are left as they are.
 
 MAX_TEXT_LENGTH = 64  # DICOM LO, the SEG's SeriesDescription / ContentDescription
 
+BOUNDS = {
+    "rotation angle (degrees)": (-180.0, 180.0),
+    "noise sigma (HU)": (0.0, 500.0),  # beyond this the noise hides bone (about 700 HU above soft tissue)
+    "intensity scale": (0.25, 4.0),
+    "intensity shift (HU)": (-1000.0, 1000.0),
+    "intensity gamma": (0.1, 10.0),
+}
+"""Each parameter's range: test-time augmentations perturb a CT, they must leave a CT a model can read."""
 
-def _number(value: float) -> float:
+
+def _number(value: float, what: str) -> float:
     value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"augmentation parameter must be a finite number, got {value!r}")
+    low, high = BOUNDS[what]
+    if not math.isfinite(value) or not low <= value <= high:
+        raise ValueError(f"{what} must be a finite number in [{_format(low)}, {_format(high)}], got {value!r}")
     return value + 0.0  # -0.0 -> 0.0, so equal values print equally
 
 
@@ -99,7 +109,7 @@ class Rotation(_Text):
         degrees = tuple(self.degrees)
         if len(degrees) != 3:
             raise ValueError(f"a rotation needs 3 angles (x, y, z in degrees), got {self.degrees!r}")
-        object.__setattr__(self, "degrees", tuple(_number(d) for d in degrees))
+        object.__setattr__(self, "degrees", tuple(_number(d, "rotation angle (degrees)") for d in degrees))
         self._check_length()
 
     def __str__(self) -> str:
@@ -121,9 +131,7 @@ class GaussianNoise(_Text):
     sigma_hu: float
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "sigma_hu", _number(self.sigma_hu))
-        if self.sigma_hu < 0:
-            raise ValueError(f"noise sigma must be >= 0 HU, got {self.sigma_hu}")
+        object.__setattr__(self, "sigma_hu", _number(self.sigma_hu, "noise sigma (HU)"))
         self._check_length()
 
     def __str__(self) -> str:
@@ -146,10 +154,8 @@ class Intensity(_Text):
     gamma: float = 1.0
 
     def __post_init__(self) -> None:
-        for name in ("scale", "shift_hu", "gamma"):
-            object.__setattr__(self, name, _number(getattr(self, name)))
-        if self.scale <= 0 or self.gamma <= 0:
-            raise ValueError(f"intensity scale and gamma must be > 0, got scale={self.scale}, gamma={self.gamma}")
+        for name, what in (("scale", "intensity scale"), ("shift_hu", "intensity shift (HU)"), ("gamma", "intensity gamma")):
+            object.__setattr__(self, name, _number(getattr(self, name), what))
         self._check_length()
 
     def __str__(self) -> str:

@@ -50,6 +50,16 @@ def _default_penalties() -> dict[str, float]:
     return {rule: (1.0 if rule in INFORMATIVE_RULES else 0.5) for rule in RULES}
 
 
+_NON_NEGATIVE = ("nsd_tolerance_mm", "extra_component_ml", "min_volume_ml", "rib_contact_mm", "outlier_margin",
+                 "outlier_spread_factor")
+
+
+def _check_non_negative(name: str, value: object) -> None:
+    """Every numeric QC setting is a finite number >= 0 (a negative NSD tolerance would halve every score)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+
+
 @dataclass(frozen=True)
 class QcSettings:
     """Thresholds of Stage 2; change them and re-run QC alone, no model runs again."""
@@ -77,9 +87,11 @@ class QcSettings:
             raise ValueError(f"unknown QC rule(s) {unknown}; rules are {list(RULES)}")
         if bad := {r: p for r, p in self.rule_penalty.items() if not 0.0 <= p <= 1.0}:
             raise ValueError(f"rule penalties must be in [0, 1], got {bad}")
-        for name in ("outlier_margin", "outlier_spread_factor", "rib_contact_mm"):
-            if not getattr(self, name) >= 0.0:
-                raise ValueError(f"{name} must be a number >= 0, got {getattr(self, name)!r}")
+        for name in _NON_NEGATIVE:
+            _check_non_negative(name, getattr(self, name))
+        for name in ("nsd_tolerance_mm_by_structure", "min_volume_ml_by_structure"):
+            for structure, value in getattr(self, name).items():
+                _check_non_negative(f"{name}[{structure}]", value)
         # penalties given for some rules keep the defaults of the others
         object.__setattr__(self, "rule_penalty", {**_default_penalties(), **self.rule_penalty})
         schema = default_schema()

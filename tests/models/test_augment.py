@@ -294,6 +294,11 @@ def test_parser_accepts_loose_spellings_and_canonicalises():
         "intensity(gamma=1,gamma=2)",
         "flip(0)",
         "rotate(5,0,-3)+noise(20)",
+        "noise(1e308)",
+        "rotate(720,0,0)",
+        "intensity(scale=100)",
+        "intensity(shift=1e6)",
+        "intensity(gamma=50)",
     ],
 )
 def test_bad_text_raises_value_error_naming_it(text):
@@ -308,3 +313,13 @@ def test_invalid_parameters_and_overlong_text_are_refused():
         Intensity(scale=1.0499999999999998, shift_hu=-10.123456789012345, gamma=0.8999999999999999)
     with pytest.raises(ValueError, match="finite"):
         GaussianNoise(float("nan"))
+
+
+@pytest.mark.parametrize("make, what", [
+    (lambda: GaussianNoise(1e308), r"noise sigma \(HU\) must be a finite number in \[0, 500\]"),
+    (lambda: Rotation((0, 181, 0)), r"rotation angle \(degrees\) must be a finite number in \[-180, 180\]"),
+    (lambda: Intensity(scale=0.1), r"intensity scale must be a finite number in \[0.25, 4\]"),
+])
+def test_parameters_outside_their_range_are_refused_with_the_range(make, what):
+    with pytest.raises(ValueError, match=what):
+        make()
