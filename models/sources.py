@@ -9,6 +9,8 @@ A spec is ``kind[:target][?key=value&key=value]``, for example::
     precomputed:/results/ts?label_set=totalsegmentator_total&pattern={series_uid}.nii.gz&name=TotalSegmentator total
     idc-seg:totalsegmentator_ct_segmentations            (SEGs an IDC analysis result published for the series)
     store-seg:https://host/dicom-web?algorithm_name=TotalSegmentator&name=TotalSegmentator&version=1.5.6
+    bonehub:/data/BoneHub-Dataset                        (a BoneHub-Dataset's own masks, by the CT's BoneHub
+                                                          subject id; optional name=, version=)
     plugin:my_package.my_module:MyModel?key=value
 
 Specs are small strings, so they travel through the job graph and each worker
@@ -165,6 +167,15 @@ def _store_seg(spec: SourceSpec) -> SegmentationModel:
         include_own=include_own == "true")
 
 
+def _bonehub(spec: SourceSpec) -> SegmentationModel:
+    """A BoneHub-Dataset folder: each CT's subject masks, statuses as provenance (``models.bonehub_dataset``)."""
+    from models.bonehub_dataset import SOURCE_NAME, BoneHubDatasetSource
+
+    if not spec.target:
+        raise SourceSpecError(f"source {spec.text!r}: name the BoneHub-Dataset folder, e.g. bonehub:/data/BoneHub-Dataset")
+    return BoneHubDatasetSource(spec.target, name=spec.take("name", SOURCE_NAME), version=spec.take("version"))
+
+
 def _baseline(spec: SourceSpec) -> SegmentationModel:
     from models.baseline import BoneThresholdBaseline
 
@@ -191,6 +202,7 @@ _BUILDERS: dict[str, Callable[[SourceSpec], SegmentationModel]] = {
     "precomputed": _precomputed,
     "idc-seg": _idc_seg,
     "store-seg": _store_seg,
+    "bonehub": _bonehub,
     "baseline": _baseline,
     "plugin": _plugin,
 }
@@ -202,5 +214,6 @@ _PARAMS: dict[str, tuple[str, ...]] = {
     "precomputed": ("label_set", "pattern", "name", "version"),
     "idc-seg": ("cache_dir", "endpoint", "name", "version"),
     "store-seg": ("name", "version", "series_description", "algorithm_name", "include_own"),
+    "bonehub": ("name", "version"),
     "baseline": (),
 }
