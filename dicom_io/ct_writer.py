@@ -8,11 +8,12 @@ same bytes (nothing time-based is written unless dates are given).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import highdicom as hd
 import numpy as np
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import (
@@ -52,6 +53,8 @@ def write_ct_series(
     study_time: str = "",
     source_series: Sequence[Dataset] | None = None,
     transfer_syntax: str = ExplicitVRLittleEndian,
+    derived: bool = False,
+    attributes: Mapping[str, object] | None = None,
 ) -> list[Path]:
     """Write ``volume`` (values in HU) as ``out_dir/CT_{index:04d}.dcm``.
 
@@ -69,7 +72,9 @@ def write_ct_series(
     UID and the index. With ``source_series`` the images are DERIVED\\SECONDARY
     and each slice references its nearest source slice (SourceImageSequence)
     and the source series (ReferencedSeriesSequence); the source must belong
-    to ``study_instance_uid``.
+    to ``study_instance_uid``. ``derived`` marks the images DERIVED\\SECONDARY without a source
+    series (a CT made from a volume file). ``attributes`` (DICOM keyword -> value) are set on every slice
+    last, over the defaults (patient, clinical trial, derivation attributes).
     """
     validate_uid(study_instance_uid, "study_instance_uid")
     validate_uid(series_instance_uid, "series_instance_uid")
@@ -111,7 +116,11 @@ def write_ct_series(
         identity |= {"ContentDate": study_date, "ContentTime": study_time}
     if series_description:
         identity["SeriesDescription"] = series_description
-    template = _series_template(volume, identity, intercept, derived=bool(source_series))
+    template = _series_template(volume, identity, intercept, derived=derived or bool(source_series))
+    for keyword, value in (attributes or {}).items():
+        if tag_for_keyword(keyword) is None:
+            raise ValueError(f"{keyword!r} is not a DICOM attribute keyword")
+        setattr(template, keyword, value)
     nearest_source = None
     if source_series:
         template.ReferencedSeriesSequence = _referenced_series(source_series, study_instance_uid)
