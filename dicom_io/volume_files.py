@@ -7,8 +7,9 @@ Such a file says less than a DICOM series and fails in other ways, so it is chec
 - readable (an empty or truncated file is refused with the reader's reason) and one 3-D scalar image
   (2-D, 4-D, vector/RGB images are refused), at least 2 voxels along each axis. SimpleITK (ITK 5.4) reads
   a truncated NIfTI without complaint, zero-filling what is missing, and turns NaN and infinite NIfTI
-  voxels into 0, so a NIfTI's voxels are also read with nibabel, which refuses both (a second
-  decompression of the file: the price of not segmenting a CT whose last slices are zeros);
+  voxels into 0, so a NIfTI's data is counted (``dicom_io.nifti_complete``) and stored floats are read
+  once more with nibabel (a second decompression: the price of not segmenting a CT whose last slices
+  are zeros);
 - direction orthonormal within ``DIRECTION_TOLERANCE`` (1e-4; NIfTI keeps directions as float32
   quaternions or affines, some 1e-7 off), origin finite;
 - spacing finite and within ``SPACING_RANGE_MM`` (0.01 mm, below any CT voxel, to 50 mm, above any CT slice
@@ -28,7 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,8 +36,8 @@ import highdicom as hd
 import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
-from nibabel.filebasedimages import ImageFileError
 
+from dicom_io.nifti_complete import nifti_data_problem
 from labels.errors import BoneHubInputError
 
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -125,12 +125,14 @@ def _read_image(path: Path) -> sitk.Image:
 
 def _check_nifti_voxels(path: Path) -> None:
     """Refuse a NIfTI whose voxel data is cut short or holds NaN/infinite values (SimpleITK hides both)."""
-    try:
-        voxels = np.asanyarray(nib.load(path).dataobj)
-    except (OSError, EOFError, ValueError, zlib.error, ImageFileError) as error:
-        raise VolumeInputError(f"{path}: truncated or corrupt voxel data ({' '.join(str(error).split())})") from None
-    if voxels.dtype.kind == "f" and not np.isfinite(voxels).all():
-        raise VolumeInputError(f"{path}: {int(voxels.size - np.count_nonzero(np.isfinite(voxels)))} voxels are NaN or infinite")
+    if (problem := nifti_data_problem(path)) is not None:
+        raise VolumeInputError(f"{path}: {problem}")
+    stored = nib.load(path)
+    if stored.get_data_dtype().kind == "f":  # only stored floats can be NaN: read them once more, unconverted
+        voxels = np.asanyarray(stored.dataobj)
+        if not np.isfinite(voxels).all():
+            raise VolumeInputError(f"{path}: {int(voxels.size - np.count_nonzero(np.isfinite(voxels)))} voxels are "
+                                   "NaN or infinite")
 
 
 def _check_geometry(image: sitk.Image, path: Path) -> None:
