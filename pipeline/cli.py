@@ -16,6 +16,7 @@ from pipeline.qc_command import add_qc_arguments, add_qc_settings_arguments
 from pipeline.review_command import add_review_commands
 from pipeline.segment_command import add_job_arguments
 
+DECODE_FORMATS = ("label-map", "bonehub-seg-nrrd")
 INPUT_ERRORS = (BoneHubInputError, OSError)  # every package's input errors, and files that cannot be read or written
 
 log = logging.getLogger("bonehub")
@@ -41,7 +42,10 @@ def _add_seg_commands(subparsers: argparse._SubParsersAction) -> None:
     decode.add_argument("seg", type=Path, help="SEG file")
     decode.add_argument("--ct", type=Path, help="CT series folder: pads the label map to the full CT grid")
     decode.add_argument("--series-uid", help="CT SeriesInstanceUID, when the folder holds several (default: the series the SEG references)")
-    decode.add_argument("--out", required=True, type=Path, help="label map file to write (.nii.gz or .nrrd)")
+    decode.add_argument("--out", required=True, type=Path, help="label map file to write (.nii.gz or .nrrd; .seg.nrrd for bonehub-seg-nrrd)")
+    decode.add_argument("--format", choices=DECODE_FORMATS, default=DECODE_FORMATS[0],
+                        help="label-map: schema ids in the voxels (default); bonehub-seg-nrrd: a BoneHub layout v2 mask "
+                             "(3D Slicer .seg.nrrd, BoneHub values and statuses in the segment tags)")
     decode.add_argument("--segments", type=Path, help="segment table to write (.csv or .json); default: next to --out")
     decode.add_argument("--strict", action="store_true", help="fail on segments that are not in the bone schema")
     decode.set_defaults(handler=_seg_decode)
@@ -78,7 +82,12 @@ def _seg_decode(args: argparse.Namespace) -> None:
         ct = read_ct_series(args.ct, args.series_uid or (referenced[0] if len(referenced) == 1 else None))
     decoded = read_seg(seg, ct, strict=args.strict)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    write_label_image(decoded.volume, args.out)
+    if args.format == "bonehub-seg-nrrd":
+        from dicom_io.bonehub_export import write_seg_as_bonehub
+
+        write_seg_as_bonehub(seg, decoded, args.out)
+    else:
+        write_label_image(decoded.volume, args.out)
     table = args.segments or args.out.with_name(args.out.name.split(".")[0] + "_segments.csv")
     rows = [s.as_row() for s in decoded.segments]
     if table.suffix == ".json":
