@@ -21,12 +21,14 @@ from dicom_io.errors import (
     DicomInputError,
     DuplicateSliceError,
     GantryTiltError,
+    ImplausibleGeometryError,
     InconsistentGeometryError,
     MissingAttributeError,
     MissingFrameOfReferenceError,
     MissingSliceError,
     NonUniformSpacingError,
     NotCTError,
+    UnknownHUError,
 )
 from dicom_io.uids import validate_uid
 
@@ -38,6 +40,8 @@ logger = logging.getLogger(__name__)
 ORIENTATION_TOLERANCE = 1e-6
 _GEOMETRY_KEYWORDS = ("ImageOrientationPatient", "ImagePositionPatient", "PixelSpacing", "Rows", "Columns")
 _MAX_LISTED = 5
+PLAUSIBLE_SPACING_MM = (0.01, 50.0)
+"""Pixel and slice spacing a CT can have, from micro-CT to the thickest reconstructions; outside is a broken header."""
 
 
 def check_members(members: list[Dataset], series_uid: str) -> None:
@@ -239,3 +243,33 @@ def check_stacking(
         "atol": tolerance * (1 + 1e-9),
         "perpendicular_tol": max(1e-3, perpendicular_deviation * (1 + 1e-9)),
     }
+
+
+def check_physical(ordered: list[Dataset], series_uid: str) -> None:
+    """Plausible pixel and slice spacing, and stored values whose HU can be known.
+
+    CT stores HU through Rescale Intercept/Slope (Type 1 in the CT Image module). Without them, signed values
+    are taken as HU (with a warning); unsigned values are refused, because they are almost always HU + 1024
+    and read as HU they turn soft tissue into bone.
+    """
+    low, high = PLAUSIBLE_SPACING_MM
+    first, last = ordered[0], ordered[-1]
+    slice_mm = float(np.linalg.norm(np.subtract(last.ImagePositionPatient, first.ImagePositionPatient, dtype=float)))
+    slice_mm /= max(len(ordered) - 1, 1)
+    for what, value in (("PixelSpacing (row)", float(first.PixelSpacing[0])),
+                        ("PixelSpacing (column)", float(first.PixelSpacing[1])), ("slice spacing", slice_mm)):
+        if not low <= value <= high:
+            raise ImplausibleGeometryError(
+                f"{first.filename}: {what} {value:g} mm in series {series_uid} is outside the plausible "
+                f"{low:g}-{high:g} mm for CT"
+            )
+    lacking = [ds for ds in ordered if "RescaleIntercept" not in ds or "RescaleSlope" not in ds]
+    if not lacking:
+        return
+    if any(int(ds.get("PixelRepresentation", 0)) == 0 for ds in lacking):
+        raise UnknownHUError(
+            f"{lacking[0].filename}: no RescaleIntercept/RescaleSlope on unsigned pixel values in series "
+            f"{series_uid}, so their HU cannot be known (usually stored HU + 1024); add the Rescale attributes"
+        )
+    logger.warning("series %s: %d slice(s) without RescaleIntercept/RescaleSlope; their signed values are taken "
+                   "as HU", series_uid, len(lacking))

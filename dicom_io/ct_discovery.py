@@ -1,12 +1,14 @@
 """Find the DICOM files of a series: read every header (no pixels), group by series, choose one.
 
 A folder is walked recursively and files of any name are read; what is not DICOM, and DICOMDIRs, are
-skipped. A source that holds several series names them all when it cannot choose, so the caller can
+skipped. Files that look like DICOM but do not read are listed, and a series with such a file in one of
+its folders is refused (``read_ct_series``): the file may be one of its slices. A source that holds several series names them all when it cannot choose, so the caller can
 pass ``series_uid``.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,6 +23,7 @@ from dicom_io.errors import DicomInputError, NotCTError, SeriesSelectionError
 from dicom_io.uids import validate_uid
 
 Source = str | os.PathLike | Sequence[str | os.PathLike]
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -41,8 +44,25 @@ def describe_source(source: Source) -> str:
     return f"{len(source)} given files"
 
 
-def read_headers(source: Source) -> list[Dataset]:
-    """Headers of all DICOM files in ``source``; pixel data is not read."""
+@dataclass(frozen=True)
+class HeaderScan:
+    """What a walk over a source found: the readable headers, and the files that look like DICOM but do not read.
+
+    ``unreadable`` holds ``(path, reason)`` for files with the DICOM magic number or a ``.dcm`` name that
+    pydicom cannot read: a corrupt slice must not vanish from its series unnoticed.
+    """
+
+    headers: list[Dataset]
+    unreadable: list[tuple[Path, str]]
+
+    def unreadable_beside(self, members: Sequence[Dataset]) -> list[tuple[Path, str]]:
+        """The unreadable files in a folder that holds one of ``members``: they may be slices of that series."""
+        folders = {Path(ds.filename).parent for ds in members if ds.filename}
+        return [(path, reason) for path, reason in self.unreadable if path.parent in folders]
+
+
+def read_headers(source: Source) -> HeaderScan:
+    """Headers of all DICOM files in ``source`` (pixel data is not read), and the DICOM-looking files that fail."""
     if isinstance(source, (str, os.PathLike)):
         folder = Path(source)
         if not folder.is_dir():
@@ -52,20 +72,41 @@ def read_headers(source: Source) -> list[Dataset]:
     else:
         paths = [Path(p) for p in source]
         explicit = True
-    headers = []
+    headers, unreadable = [], []
     for path in paths:
         try:
             ds = pydicom.dcmread(path, stop_before_pixels=True)
         except InvalidDicomError as exc:
             if explicit:
                 raise DicomInputError(f"{path} is not a DICOM file") from exc
+            if _looks_like_dicom(path):
+                unreadable.append((path, str(exc)))
             continue
         except Exception as exc:  # pydicom raises many types for corrupt files
-            raise DicomInputError(f"cannot read DICOM file {path}: {exc}") from exc
+            if explicit:
+                raise DicomInputError(f"cannot read DICOM file {path}: {exc}") from exc
+            unreadable.append((path, f"{type(exc).__name__}: {exc}"))
+            continue
         if ds.file_meta.get("MediaStorageSOPClassUID") == MediaStorageDirectoryStorage:
             continue
+        if "SeriesInstanceUID" not in ds or "SOPInstanceUID" not in ds:  # pydicom reads some corrupt headers partly
+            unreadable.append((path, "no SeriesInstanceUID or SOPInstanceUID (a corrupt header?)"))
         headers.append(ds)
-    return headers
+    if unreadable:
+        logger.warning("%d file(s) in %s look like DICOM but cannot be read, first %s: %s", len(unreadable),
+                       describe_source(source), *unreadable[0])
+    return HeaderScan(headers, unreadable)
+
+
+def _looks_like_dicom(path: Path) -> bool:
+    """A ``.dcm`` name, or the DICOM magic number after the 128-byte preamble."""
+    if path.suffix.lower() == ".dcm":
+        return True
+    try:
+        with open(path, "rb") as file:
+            return file.read(132)[128:] == b"DICM"
+    except OSError:
+        return False
 
 
 def group_by_series(headers: list[Dataset]) -> dict[str, list[Dataset]]:

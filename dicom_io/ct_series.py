@@ -21,12 +21,13 @@ from dicom_io.ct_checks import (
     ORIENTATION_TOLERANCE,
     check_identity,
     check_members,
+    check_physical,
     check_plane_attributes,
     check_stacking,
     drop_localizers,
 )
 from dicom_io.ct_discovery import SeriesSummary, Source, describe_source, group_by_series, read_headers, select_series, summarize
-from dicom_io.errors import DicomInputError, TooFewSlicesError
+from dicom_io.errors import DicomInputError, TooFewSlicesError, UnreadableSliceError
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ class CTSeries:
 
 def list_series(source: Source) -> list[SeriesSummary]:
     """Summarise every series in ``source`` (a folder, walked recursively, or files)."""
-    return [summarize(uid, headers) for uid, headers in sorted(group_by_series(read_headers(source)).items())]
+    return [summarize(uid, headers) for uid, headers in sorted(group_by_series(read_headers(source).headers).items())]
 
 
 def read_ct_series(
@@ -90,9 +91,14 @@ def read_ct_series(
     The volume array is float32 with the modality LUT (rescale) applied, axis 0
     ordered along the right-handed slice normal (highdicom's convention).
     """
-    headers = read_headers(source)
+    scan = read_headers(source)
     where = describe_source(source)
-    uid, members = select_series(group_by_series(headers), series_uid, where)
+    uid, members = select_series(group_by_series(scan.headers), series_uid, where)
+    if beside := scan.unreadable_beside(members):
+        raise UnreadableSliceError(
+            f"series {uid}: {len(beside)} file(s) beside its slices look like DICOM but cannot be read, so a slice "
+            f"may be missing; first {beside[0][0]}: {beside[0][1]}"
+        )
     check_members(members, uid)
     slices = drop_localizers(members, uid)
     if len(slices) < 2:
@@ -102,6 +108,7 @@ def read_ct_series(
     study_uid, frame_uid = check_identity(slices, uid)
     check_plane_attributes(slices, uid)
     ordered, tolerances = check_stacking(slices, uid, spacing_tolerance_mm, spacing_tolerance_rel)
+    check_physical(ordered, uid)
 
     datasets = [pydicom.dcmread(ds.filename) for ds in ordered]
     volume = _decode(datasets, uid, **tolerances)

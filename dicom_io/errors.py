@@ -54,3 +54,15 @@ class GantryTiltError(DicomInputError):
 
 class InconsistentGeometryError(DicomInputError):
     """Orientation, matrix size, pixel spacing or frame of reference differ."""
+
+
+class UnreadableSliceError(DicomInputError):
+    """A file beside a series' slices looks like DICOM but cannot be read: it may be a lost slice."""
+
+
+class ImplausibleGeometryError(DicomInputError):
+    """Pixel or slice spacing outside what any CT scanner produces."""
+
+
+class UnknownHUError(DicomInputError):
+    """Stored values whose Hounsfield units cannot be known (no Rescale Intercept/Slope on unsigned pixels)."""
