@@ -65,7 +65,9 @@ def read_ct_series(
     """Read, check and decode one CT series from a folder or a list of files.
 
     A folder is walked recursively; files of any name are read, and files that
-    are not DICOM (no DICM preamble) or are a DICOMDIR are skipped silently.
+    are not DICOM (no DICM preamble) or are a DICOMDIR are skipped silently. A
+    file that looks like DICOM (magic number or ``.dcm`` name) but does not read
+    fails every series with a slice in its folder: it may be a lost slice.
     An explicit list of files must hold DICOM files only. Without
     ``series_uid`` the source must hold exactly one CT series (series of other
     modalities, e.g. SEG or SR, are not candidates).
@@ -87,6 +89,10 @@ def read_ct_series(
     be at most ``spacing_tolerance_mm + spacing_tolerance_rel * pixel spacing``.
     These checks are stricter than highdicom's own (which accepts up to about
     2.5 degrees of tilt and ignores GantryDetectorTilt).
+
+    Pixel and slice spacing must lie in ``ct_checks.PLAUSIBLE_SPACING_MM``; unsigned
+    values without Rescale Intercept/Slope are refused (their HU cannot be known),
+    signed ones are taken as HU with a warning.
 
     The volume array is float32 with the modality LUT (rescale) applied, axis 0
     ordered along the right-handed slice normal (highdicom's convention).
