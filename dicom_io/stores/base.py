@@ -73,6 +73,9 @@ class Store(Protocol):
 
     def get(self, study_uid: str, series_uid: str, sop_uid: str) -> Dataset: ...
 
+    def check_writable(self) -> None:
+        """Raise ``StoreError`` (or ``OutputNotWritableError``) if a run could not write here; called before any work."""
+
     def list_instances(
         self, series_uid: str | None = None, modality: str | None = None, *, study_uid: str | None = None
     ) -> list[InstanceRef]:

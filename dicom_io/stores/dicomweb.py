@@ -247,6 +247,10 @@ class DicomWebStore:
                     raise InstanceNotFoundError(f"no SOP instance {sop_uid} of series {series_uid} in {self.shown}") from None
                 raise
 
+    def check_writable(self) -> None:
+        """The server answers a search with these credentials (writing would store an instance, so it is not tried)."""
+        self.list_instances(study_uid="1.2.826.0.1.3680043.8.498.1")  # a study that is nowhere: finds nothing
+
     def list_instances(
         self, series_uid: str | None = None, modality: str | None = None, *, study_uid: str | None = None
     ) -> list[InstanceRef]:

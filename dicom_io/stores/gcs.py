@@ -99,6 +99,18 @@ class GcsStore:
     def _bucket_missing(self, action: str) -> StoreUnavailableError:
         return StoreUnavailableError(f"cannot {action} {self.uri}: bucket {self.bucket_name!r} does not exist")
 
+    def check_writable(self) -> None:
+        """The bucket exists and these credentials can write to the prefix (one empty object written, removed)."""
+        import uuid
+
+        with self._errors("write a check object to"):
+            bucket = self._get_bucket()
+            if not bucket.exists():
+                raise self._bucket_missing("write")
+            probe = bucket.blob("/".join(p for p in (self.prefix, f".bonehub-write-check-{uuid.uuid4().hex}") if p))
+            probe.upload_from_string(b"")
+            probe.delete()
+
     def put(self, ds: Dataset) -> str:
         from google.api_core import exceptions as gexc
 

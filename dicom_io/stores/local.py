@@ -15,6 +15,7 @@ from typing import Sequence
 import pydicom
 from pydicom import Dataset
 
+from dicom_io.stores.preflight import check_local_folder
 from dicom_io.stores.base import (
     SUFFIX, InstanceNotFoundError, InstanceRef, instance_uids, matches, validate_filters, validate_key,
 )
@@ -36,6 +37,10 @@ class LocalStore:
     def _path(self, study_uid: str, series_uid: str, sop_uid: str) -> Path:
         validate_key(study_uid, series_uid, sop_uid)
         return self.root / study_uid / series_uid / f"{sop_uid}{SUFFIX}"
+
+    def check_writable(self) -> None:
+        """The folder exists (or is made) and a file can be written in it and removed."""
+        check_local_folder(self.root, "output store")
 
     def put(self, ds: Dataset) -> str:
         path = self._path(*instance_uids(ds))

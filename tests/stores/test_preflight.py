@@ -1,0 +1,37 @@
+"""An output store that cannot be written fails before any work, with one line naming it and why."""
+
+from __future__ import annotations
+
+import pytest
+
+from dicom_io.stores import open_store
+from dicom_io.stores.preflight import OutputNotWritableError, check_local_folder, check_output_store
+
+
+def test_writable_stores_pass(tmp_path, store):
+    check_output_store(store)  # local folder, GCS emulator bucket, Orthanc
+    if str(store.uri).startswith("file:"):
+        assert list(store.root.iterdir()) == []  # the probe is gone
+
+
+def test_a_file_is_not_an_output_folder(tmp_path):
+    (tmp_path / "out").write_text("x")
+    with pytest.raises(OutputNotWritableError, match=r"out is a file, not a folder"):
+        check_output_store(open_store(tmp_path / "out"))
+
+
+def test_a_folder_that_cannot_be_made_is_named(tmp_path):
+    (tmp_path / "file").write_text("x")  # fails for root too, unlike a read-only folder
+    with pytest.raises(OutputNotWritableError, match=r"QC folder .*file/qc cannot be written"):
+        check_local_folder(tmp_path / "file" / "qc", "QC folder")
+
+
+def test_a_missing_bucket_is_named(gcs_emulator, monkeypatch):
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator)
+    with pytest.raises(OutputNotWritableError, match="bucket 'no-such-bucket-here' does not exist"):
+        check_output_store(open_store("gs://no-such-bucket-here/out"))
+
+
+def test_an_unreachable_dicomweb_server_is_named():
+    with pytest.raises(OutputNotWritableError, match=r"output store http://\*\*\*@127\.0\.0\.1:9/dicom-web"):
+        check_output_store(open_store("http://u:pw@127.0.0.1:9/dicom-web", timeout=2))
