@@ -6,7 +6,12 @@ be listed: ``schema_name`` empty means "not a bone, dropped on purpose"; a label
 that is not listed at all is a hard error (IDC's practice), because silently
 dropping it would hide a wrong mapping. ``split_by_side = yes`` marks a label
 without laterality (TotalSegmentator ``appendicular_bones``); it is split into
-``<schema_name>_left`` / ``_right`` by the body midline.
+``<schema_name>_left`` / ``_right`` by the body midline (or fills ``{side}`` in
+it: ``rib_{side}_3``). An optional ``refused`` column gives why a label cannot be
+used at all (an aggregate that no schema node matches exactly, e.g. BoneHub's
+whole left hand): the label is listed, maps to nothing, and a label map that
+holds it is refused with that reason instead of being mapped to a node of other
+content or silently dropped.
 """
 
 from __future__ import annotations
@@ -45,6 +50,10 @@ class UnmappedLabelError(BoneHubInputError):
     """A native label value that the source's mapping table does not list."""
 
 
+class RefusedLabelError(UnmappedLabelError):
+    """A native label the mapping lists as refused: it matches no schema node, so the label map cannot be used."""
+
+
 class LabelSetError(BoneHubInputError):
     """A label set that cannot be used: unknown name, malformed mapping table, target not in the schema."""
 
@@ -53,15 +62,21 @@ class LabelSetError(BoneHubInputError):
 class NativeLabel:
     value: int
     name: str
-    schema_name: str | None  # None: not a bone, dropped on purpose
+    schema_name: str | None  # None: not a bone, dropped on purpose (or refused)
     split_by_side: bool
+    refused: str = ""  # why a label map holding this label cannot be used; empty for a usable label
+
+    def side_target(self, side: str) -> str:
+        """The schema name of this label's ``side`` half: ``{side}`` filled in, else ``_<side>`` appended."""
+        name = self.schema_name or ""
+        return name.replace("{side}", side) if "{side}" in name else f"{name}_{side}"
 
     def targets(self) -> list[str]:
         """Schema names this label can become (two when split by side)."""
         if self.schema_name is None:
             return []
         if self.split_by_side:
-            return [f"{self.schema_name}_{side}" for side in SIDES]
+            return [self.side_target(side) for side in SIDES]
         return [self.schema_name]
 
 
@@ -80,6 +95,8 @@ class LabelSet:
         for label in labels:
             if label.value <= 0:
                 raise LabelSetError(f"label set {name!r}: native value {label.value} must be > 0 (0 is background)")
+            if label.refused and label.schema_name is not None:
+                raise LabelSetError(f"label set {name!r}: {label.name!r} is refused, so it cannot map to {label.schema_name!r}")
             for target in label.targets():
                 if target not in self.schema:
                     raise LabelSetError(f"label set {name!r}: {label.name!r} maps to {target!r}, which is not in the bone schema")
@@ -105,13 +122,17 @@ class LabelSet:
         return [label.value for label in self.labels.values() if label.split_by_side]
 
     def check_values(self, values: Iterable[int]) -> None:
-        """Raise ``UnmappedLabelError`` naming the source and every unlisted value."""
-        unknown = sorted(int(v) for v in values if v != 0 and int(v) not in self.labels)
+        """Raise ``UnmappedLabelError`` naming the source and every unlisted value, or the first refused one."""
+        values = sorted({int(v) for v in values if v != 0})
+        unknown = [v for v in values if v not in self.labels]
         if unknown:
             raise UnmappedLabelError(
                 f"label set {self.name!r} has no mapping for native label value(s) {unknown}; "
                 f"add them to its mapping table (schema_name empty if they are not bones)"
             )
+        if refused := [self.labels[v] for v in values if self.labels[v].refused]:
+            label = refused[0]
+            raise RefusedLabelError(f"label set {self.name!r}: native label {label.value} ({label.name}) is refused: {label.refused}")
 
     def harmonize(self, native: np.ndarray, patient_left: np.ndarray | None = None) -> np.ndarray:
         """Native label map -> schema id map (uint16, same shape).
@@ -134,8 +155,8 @@ class LabelSet:
             if label is None or label.schema_name is None:
                 continue
             if label.split_by_side:
-                left_lut[value] = self.schema[f"{label.schema_name}_left"].id
-                lut[value] = self.schema[f"{label.schema_name}_right"].id
+                left_lut[value] = self.schema[label.side_target("left")].id
+                lut[value] = self.schema[label.side_target("right")].id
                 split_values.append(value)
             else:
                 lut[value] = self.schema[label.schema_name].id
@@ -165,7 +186,7 @@ def _read_rows(text: str, where: str) -> list[NativeLabel]:
             value = int(row["native_value"])
         except ValueError:
             raise LabelSetError(f"{where} line {line}: native_value {row['native_value']!r} is not an integer") from None
-        rows.append(NativeLabel(value, row["native_name"], row["schema_name"] or None, split == "yes"))
+        rows.append(NativeLabel(value, row["native_name"], row["schema_name"] or None, split == "yes", (row.get("refused") or "").strip()))
     return rows
 
 

@@ -13,7 +13,11 @@ view at a time (the consensus, or one member's own masks):
   vertebra L4-L6 (L4: a sacralised L5; L6: a lumbarised S1); else the offset to
   the nearest of those;
 - **the chain**: vertebrae ordered from head to feet must carry consecutive
-  labels (L6 optional; L4 or L5 may meet S1). Where the labels skip a level, the
+  labels (L6 optional; L4 or L5 may meet S1). T13, a variant, has no level of
+  its own: it must lie between T12 and L1, it meets rib 13 (whose level is the
+  one after T12), and the chain runs from T12 straight to L1 past it. The
+  coccyx, below the sacrum, is no level either; it must lie below the sacrum.
+  Where the labels skip a level, the
   chain splits into runs and the skipped levels form a gap; a doubled vertebra
   (two vertebrae under one label, well taller than its neighbours) ends a run.
 
@@ -24,13 +28,13 @@ no source labelled when T11 was called T12), and the ribs on them are flagged
 ``level_shift`` with the likely shift (the most common offset; +1 means labelled
 one level too low). A gap flags the skipped levels and, when no shifted run
 explains it, both neighbours ``level_gap``. Self-consistent variants are
-recorded as ``spine_variant`` (no penalty by default): an L6, a rib 13, an L4
-meeting the sacrum, a T12 without ribs below an 11th rib. A partial field of view
+recorded as ``spine_variant`` (no penalty by default): an L6, a T13, a rib 13,
+an L4 meeting the sacrum, a T12 without ribs below an 11th rib. A partial field of view
 just has fewer anchors; without anchors nothing is judged.
 
 Distances in mm in one frame for all points; ``z`` of a centroid is patient
 superior (LPS). Vertebra levels are the schema ids C1 = 1 ... L5 = 24, L6 = 25,
-S1 = 26.
+S1 = 26 (T13's id, 28, is no level).
 """
 
 from __future__ import annotations
@@ -51,7 +55,10 @@ SACRUM_PARTS = ("vertebra_S1", "sacrum_below_s1", "sacrum")
 # Ribs 1, 10, 11 and 12 (and 13) articulate with their own vertebra only; the heads
 # of ribs 2-9 sit across the disc between vertebra k-1 and vertebra k.
 _SINGLE_FACET_RIBS = {1, 10, 11, 12, 13}
-C1, T1, L4, L5, L6, S1 = 1, 8, 23, 24, 25, 26
+C1, T1, L1, L4, L5, L6, S1 = 1, 8, 20, 23, 24, 25, 26
+T13 = "vertebra_T13"  # a variant between T12 and L1, outside the level chain
+T13_RANK = L1 - 0.5  # its place in the head-to-feet order
+COCCYX = "coccyx"
 MEDIAL_SHARE = 0.05  # a rib's medial end: this share of its surface points nearest to a vertebra
 DOUBLED_HEIGHT = 1.7  # a vertebra this many times taller than both neighbours holds two vertebrae
 
@@ -134,7 +141,7 @@ def rib_order(contacts: Mapping[str, RibContact]) -> set[str]:
     return flagged
 
 
-def vertebra_order(centroids_lps: Mapping[str, np.ndarray], level: Mapping[str, int]) -> set[str]:
+def vertebra_order(centroids_lps: Mapping[str, np.ndarray], level: Mapping[str, float]) -> set[str]:
     """Vertebrae whose centre is not below that of the vertebra labelled one level up (any labelled level above)."""
     present = sorted((lvl, n) for n, lvl in level.items())
     flagged = set()
@@ -142,6 +149,14 @@ def vertebra_order(centroids_lps: Mapping[str, np.ndarray], level: Mapping[str, 
         if centroids_lps[upper][2] <= centroids_lps[lower][2]:
             flagged |= {upper, lower}
     return flagged
+
+
+def _coccyx_order(centroids_lps: Mapping[str, np.ndarray]) -> set[str]:
+    """The coccyx when its centre is not below that of every part of the sacrum in view."""
+    sacrum = [float(centroids_lps[n][2]) for n in SACRUM_PARTS if n in centroids_lps]
+    if COCCYX in centroids_lps and sacrum and float(centroids_lps[COCCYX][2]) >= min(sacrum):
+        return {COCCYX}
+    return set()
 
 
 def rib_offset(rib: str, vertebra_level: int) -> int:
@@ -170,18 +185,20 @@ def spine_levels(centroids_lps: Mapping[str, np.ndarray], points_mm: Mapping[str
     ``superior``: the vector whose dot product with a surface point gives its height.
     """
     found = LevelFindings()
-    level = {name: schema[name].id for name in centroids_lps if is_vertebra(name)}
+    level = {name: schema[name].id for name in centroids_lps if is_vertebra(name) and name != T13}
     chain = sorted((n for n in level if n != "vertebra_S1"), key=lambda n: -float(centroids_lps[n][2]))
     if "vertebra_S1" in level:
         chain.append("vertebra_S1")
+    extra = [T13] if T13 in centroids_lps else []
     ribs = {n: p for n, p in points_mm.items() if is_rib(n)}
-    contacts = rib_contacts(ribs, {n: points_mm[n] for n in chain}, contact_mm, superior)
-    for name in vertebra_order(centroids_lps, level) | rib_order(contacts):
+    contacts = rib_contacts(ribs, {n: points_mm[n] for n in chain + extra}, contact_mm, superior)
+    ranks: dict[str, float] = {**level, **{n: T13_RANK for n in extra}}
+    for name in vertebra_order(centroids_lps, ranks) | rib_order(contacts) | _coccyx_order(centroids_lps):
         found.add(name, "level_order")
 
     anchors: dict[str, list[Anchor]] = {}
     for rib, contact in contacts.items():
-        offset = rib_offset(rib, level[contact.vertebra])
+        offset = rib_offset(rib, level.get(contact.vertebra, L1))  # T13 sits at the level after T12
         anchors.setdefault(contact.vertebra, []).append(Anchor(offset, strong=True))
         if offset:
             found.add(rib, "rib_vertebra_level")
@@ -331,6 +348,8 @@ def _variants(level: Mapping[str, int], on_sacrum: str | None, centroids_lps: Ma
 
     if "vertebra_L6" in level and clean("vertebra_L6"):
         found.add("vertebra_L6", "spine_variant")  # lumbarised S1: six lumbar vertebrae
+    if T13 in centroids_lps and clean(T13):
+        found.add(T13, "spine_variant")  # thirteen thoracic vertebrae
     for rib in (n for n in centroids_lps if is_rib(n) and rib_number(n) == 13):
         if clean(rib):
             found.add(rib, "spine_variant")  # a thirteenth rib

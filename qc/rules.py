@@ -50,7 +50,7 @@ def wrong_side(centroid_lps: np.ndarray, laterality: str | None, midline_x: floa
 
 
 def midline_x(centroids_lps: Mapping[str, np.ndarray], schema: BoneSchema) -> float | None:
-    """Body midline (LPS x) from the structures that lie on it: vertebrae, sacrum, sternum."""
+    """Body midline (LPS x) from the structures that lie on it: vertebrae, sacrum, coccyx, sternum."""
     xs = [float(c[0]) for name, c in centroids_lps.items()
-          if schema[name].laterality is None and (is_vertebra(name) or name in ("sacrum_below_s1", "sternum"))]
+          if schema[name].laterality is None and (is_vertebra(name) or name in ("sacrum_below_s1", "coccyx", "sternum"))]
     return float(np.median(xs)) if xs else None

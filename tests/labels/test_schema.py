@@ -96,8 +96,18 @@ def test_tree_has_the_documented_shape(schema):
     assert [a.name for a in schema.ancestors("calcaneus_left")] == ["tarsals_left", "lower_limb", "skeleton"]
     assert [s.name for s in schema if s.parent is None] == ["skeleton"]  # one root: whole-skeleton sources compare there
     assert {s.name for s in schema.children("skeleton")} == {
-        "skull", "spine", "thoracic_cage", "shoulder_girdle", "pelvic_girdle", "upper_limb", "lower_limb"
+        "skull", "spine", "thoracic_cage", "shoulder_girdle", "pelvic_girdle", "upper_limb", "lower_limb",
+        "hyoid", "auditory_ossicles_left", "auditory_ossicles_right",  # BoneHub: neither is part of the skull
     }
+    assert [a.name for a in schema.ancestors("vertebra_T13")] == ["thoracic_vertebrae", "spine", "skeleton"]
+    assert [a.name for a in schema.ancestors("coccyx")] == ["spine", "skeleton"]
+    assert [a.name for a in schema.ancestors("parietal_bone_left")] == ["parietal_bones", "cranium", "skull", "skeleton"]
+    assert [a.name for a in schema.ancestors("mandible")] == ["facial_bones", "skull", "skeleton"]
+    assert [a.name for a in schema.ancestors("metacarpal_3_right")] == ["metacarpals_right", "upper_limb", "skeleton"]
+    assert [s.name for s in schema.children("phalanges_foot_left")][:3] == [
+        "phalanx_foot_1_proximal_left", "phalanx_foot_1_distal_left", "phalanx_foot_2_proximal_left"
+    ]
+    assert len(schema.children("phalanges_hand_right")) == 14 and len(schema.children("metatarsals_left")) == 5
     assert {s.name for s in schema.children("carpals_right")} == {
         f"{b}_right" for b in ("scaphoid", "lunate", "triquetrum", "pisiform", "trapezium", "trapezoid", "capitate", "hamate")
     }

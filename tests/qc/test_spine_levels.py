@@ -143,3 +143,47 @@ def test_a_partial_field_of_view_raises_no_level_flag(phantom, window):
         out[stop:] = 0
     results = _relabel(phantom, change)
     assert not _level_flagged(results)
+
+
+def test_thirteen_thoracic_vertebrae_is_a_variant(phantom):
+    lumbar = [_id(f"vertebra_L{n}") for n in range(1, 6)]
+
+    def change(out, original):  # the first lumbar vertebra becomes T13; the others move up one label
+        out[original == lumbar[0]] = _id("vertebra_T13")
+        for upper, lower in zip(lumbar, lumbar[1:]):
+            out[original == lower] = upper
+    results = _relabel(phantom, change)
+    assert not _level_flagged(results)
+    assert "spine_variant" in results["vertebra_T13"].flags and results["vertebra_T13"].status != REVIEW
+
+
+def test_t13_out_of_place_breaks_the_order(phantom):
+    def change(out, original):  # T13 above T12
+        out[original == _id("vertebra_T11")] = _id("vertebra_T13")
+    results = _relabel(phantom, change)
+    assert "level_order" in results["vertebra_T13"].flags
+
+
+def _coccyx(phantom, at: str) -> dict:
+    sacrum = np.argwhere(phantom.label_maps[0] == _id("sacrum_below_s1"))
+    axis = int(np.argmax(np.abs(phantom.affine[2, :3])))  # the array axis along patient z
+    towards_feet = np.sign(phantom.affine[2, axis])  # +1: higher index is higher z
+
+    def change(out, original):
+        z = sacrum[:, axis]
+        tip = z <= np.percentile(z, 15) if towards_feet > 0 else z >= np.percentile(z, 85)
+        if at == "below":
+            out[tuple(sacrum[tip].T)] = _id("coccyx")
+        else:
+            out[original == _id("vertebra_L5")] = _id("coccyx")
+    return _relabel(phantom, change)
+
+
+def test_a_coccyx_below_the_sacrum_is_in_order(phantom):
+    results = _coccyx(phantom, "below")
+    assert "level_order" not in results["coccyx"].flags
+    assert not _level_flagged(results)
+
+
+def test_a_coccyx_above_the_sacrum_breaks_the_order(phantom):
+    assert "level_order" in _coccyx(phantom, "above")["coccyx"].flags
