@@ -2,12 +2,15 @@
 
 Everything is checked before the job starts (inputs resolve, source specs build,
 augmentations parse), so a typo fails in a second with a one-line reason instead
-of after the first download.
+of after the first download. CT volume files are made DICOM series before the job
+(``pipeline.inputs``); one that cannot be used is named on stderr, the others run, and
+the command then ends with that error (exit status 2).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,6 +43,11 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
     inputs.add_argument("--study-uid", action="append", help="with --dicomweb: only these studies (repeatable)")
     inputs.add_argument("--series-uid", action="append", help="with --dicom-folder/--dicomweb: only these series (repeatable)")
     inputs.add_argument("--idc-endpoint", help="S3 endpoint for IDC downloads (default: idc-index's)")
+    inputs.add_argument("--volumes", type=Path, metavar="PATH",
+                        help="CT volume files (NIfTI .nii/.nii.gz, NRRD .nrrd/.nhdr, MHA .mha/.mhd): a file, a folder "
+                             "of them (not walked) or a CSV with a 'path' column (relative to the CSV)")
+    inputs.add_argument("--bonehub-dataset", type=Path, metavar="ROOT",
+                        help="a BoneHub-Dataset folder (of Dataset_NNN/ folders, or one of them): every subject's Image")
 
     job = parser.add_argument_group("segmentation")
     job.add_argument("--source", action="append", required=True, metavar="SPEC",
@@ -88,13 +96,13 @@ def run_from_args(args: argparse.Namespace) -> list[str]:
     if args.dry_run_proto and args.command != "segment":
         raise JobInputError("--dry-run-proto writes Stage 1's pipeline: use it with bonehub segment")
     dataflow = _dataflow_profile(args) if runs_on_dataflow(args.beam_args) else None
-    series = _series_refs(args)
+    cache_dir = args.cache_dir or default_cache_dir()
+    series, bad_inputs = _series_refs(args, cache_dir)
     sources = tuple(SourceInfo.of(spec, build_source(spec)) for spec in dict.fromkeys(args.source))
     try:
         augmentations = tuple(canonical_augmentations(args.augment))
     except ValueError as error:
         raise JobInputError(str(error)) from None
-    cache_dir = args.cache_dir or default_cache_dir()
     settings = SegmentSettings(
         sources=sources, augmentations=augmentations, store_uri=store_uri(args.out),
         manifest_uri=manifest_uri(args), seg_type=args.seg_type, idc_endpoint_url=args.idc_endpoint,
@@ -113,6 +121,7 @@ def run_from_args(args: argparse.Namespace) -> list[str]:
         hinted = accelerators(proto)
         print(f"wrote {args.dry_run_proto}: the pipeline, not run; "
               + (f"accelerator {next(iter(hinted.values()))} on {', '.join(sorted(hinted))}" if hinted else "no accelerator"))
+        _refuse_bad_inputs(bad_inputs)
         return [ref.series_uid for ref in series]
     run_segment_job(series, settings, args.beam_args, dataflow)
 
@@ -124,16 +133,24 @@ def run_from_args(args: argparse.Namespace) -> list[str]:
     print(f"manifest {settings.manifest_uri}: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("written", "exists", "failed")))
     for row in mine[mine["status"] == FAILED].itertuples():
         print(f"  failed: series {row.series_instance_uid} | {row.source} | {row.augmentation}: {row.error}")
+    _refuse_bad_inputs(bad_inputs)
     return [ref.series_uid for ref in series]
+
+
+def _refuse_bad_inputs(bad_inputs: list[str]) -> None:
+    """End the command with an input error when some volume files could not be used (each named on stderr)."""
+    if bad_inputs:
+        raise JobInputError(f"{len(bad_inputs)} input volume(s) could not be used (each named above); "
+                            "the other series ran")
 
 
 def _dataflow_profile(args: argparse.Namespace) -> DataflowProfile:
     """The Dataflow profile the arguments ask for; a job Dataflow workers could not run fails here, in a second."""
     from apache_beam.options.pipeline_options import PipelineOptions, WorkerOptions
 
-    if args.dicom_folder:
-        raise JobInputError("--dicom-folder is a folder on this machine, which Dataflow workers cannot read: "
-                            "give --idc-* or --dicomweb input")
+    if args.dicom_folder or args.volumes or args.bonehub_dataset:
+        raise JobInputError("--dicom-folder, --volumes and --bonehub-dataset are files on this machine, which Dataflow "
+                            "workers cannot read: give --idc-* or --dicomweb input")
     if not PipelineOptions(list(args.beam_args)).view_as(WorkerOptions).sdk_container_image:
         raise JobInputError("Dataflow needs the worker image: --sdk_container_image=REGION-docker.pkg.dev/PROJECT/REPO/"
                             "IMAGE:TAG (built from the Dockerfile)")
@@ -156,21 +173,32 @@ def _check_dataflow_locations(settings: SegmentSettings) -> None:
                             "(terraform output checkpoints_bucket)")
 
 
-def _series_refs(args: argparse.Namespace):
+def _series_refs(args: argparse.Namespace, cache_dir: Path) -> tuple[list, list[str]]:
+    """The refs of the one kind of input given, and the one-line errors of volume files that cannot be used."""
     from dicom_io.idc import read_uid_csv
-    from pipeline.inputs import idc_series, local_series, store_series
+    from pipeline.inputs import bonehub_inputs, idc_series, local_series, store_series, volume_inputs, volume_series
 
     idc = any([args.idc_collection, args.idc_patient, args.idc_study, args.idc_series, args.idc_csv])
-    kinds = [name for name, given in (("--dicom-folder", args.dicom_folder), ("IDC", idc), ("--dicomweb", args.dicomweb)) if given]
+    kinds = [name for name, given in (("--dicom-folder", args.dicom_folder), ("IDC", idc), ("--dicomweb", args.dicomweb),
+                                      ("--volumes", args.volumes), ("--bonehub-dataset", args.bonehub_dataset)) if given]
     if len(kinds) != 1:
-        raise JobInputError(f"give exactly one kind of input (--dicom-folder, --idc-*, --dicomweb); got {', '.join(kinds) or 'none'}")
+        raise JobInputError("give exactly one kind of input (--dicom-folder, --idc-*, --dicomweb, --volumes, "
+                            f"--bonehub-dataset); got {', '.join(kinds) or 'none'}")
+    if args.volumes or args.bonehub_dataset:
+        items = volume_inputs(args.volumes) if args.volumes else bonehub_inputs(args.bonehub_dataset)
+        refs, errors = volume_series(items, cache_dir)
+        for error in errors:
+            print(f"bonehub: error: {error}", file=sys.stderr)
+        if not refs:
+            raise JobInputError(f"none of the {len(items)} input volume(s) could be used (each named above)")
+        return refs, errors
     if args.dicom_folder:
-        return local_series(args.dicom_folder, args.series_uid)
+        return local_series(args.dicom_folder, args.series_uid), []
     if args.dicomweb:
-        return store_series(args.dicomweb, study_uids=args.study_uid, series_uids=args.series_uid)
+        return store_series(args.dicomweb, study_uids=args.study_uid, series_uids=args.series_uid), []
     series_uids = list(args.idc_series or []) + (read_uid_csv(args.idc_csv) if args.idc_csv else [])
     return idc_series(collection_id=args.idc_collection, patient_ids=args.idc_patient, study_uids=args.idc_study,
-                      series_uids=series_uids or None)
+                      series_uids=series_uids or None), []
 
 
 def store_uri(out: str) -> str:

@@ -3,7 +3,8 @@
 - ``PlanOutputs``: a series' outputs (source × augmentation), each with its SEG UIDs;
 - ``SkipExisting``: outputs the store holds go straight to the manifest, before anything is downloaded;
 - ``StageSeries``: fetch a series, read and check it, stage it as one object (``pipeline.staging``);
-- ``EncodeAndStore``: encode each staged label map as a SEG on the staged CT, store a series' SEGs together;
+- ``EncodeAndStore``: encode each staged label map as a SEG on the staged CT, store a series' SEGs together,
+  each row with the subject columns of the CT's headers;
 - ``WriteManifest``: merge every row of the run into the manifest.
 
 The GPU step between staging and encoding is ``pipeline.segment_predict.Predict``; the graph that
@@ -16,14 +17,14 @@ import logging
 import shutil
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import apache_beam as beam
 
 from pipeline import staging
 from pipeline.stage1 import OutputTask, SourceInfo, encode_output, existing_output, failed, plan_outputs, written
 from pipeline.staging import Staging, StagingMissingError
-from results.manifest import EXISTS, WRITTEN, ManifestRow, merge_into_manifest
+from results.manifest import EXISTS, WRITTEN, ManifestRow, merge_into_manifest, subject_from_headers
 from results.series_ref import LOCAL, SeriesRef, fetch_series
 
 log = logging.getLogger("bonehub.segment")
@@ -177,7 +178,8 @@ class EncodeAndStore(beam.DoFn):
             else:
                 staging.discard(output.labels_uri)
                 rows.append(written(output.task, location, schema_map, began))
-        yield from rows
+        subject = subject_from_headers(ct.datasets[0])  # tables only: never logged
+        yield from (replace(row, **subject) for row in rows)
         if series.complete and all(row.status in (WRITTEN, EXISTS) for row in rows):  # all in the store
             staging.discard(series.ct_uri)
 

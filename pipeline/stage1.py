@@ -80,7 +80,7 @@ class OutputTask:
             location=location, status=status, error=error, segments=segments, seconds=round(seconds, 3),
             finished_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             ct_kind=self.series.kind, ct_location=self.series.location, ct_instances=self.series.instance_count,
-            vocabulary=encode_vocabulary(self.source.vocabulary),
+            vocabulary=encode_vocabulary(self.source.vocabulary), source_path=self.series.source_path,
         )
 
 

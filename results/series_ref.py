@@ -4,7 +4,8 @@ A ``SeriesRef`` is what travels through Stage 1's job graph and what the manifes
 stores for each output (``ct_kind``, ``ct_location``, ``ct_instances``): UIDs and a
 location, never pixels. Its kinds are a local DICOM folder, an IDC series (its
 ``s3://`` URL) and a DICOMweb/GCS/local store (``dicom_io.stores``); ``pipeline.inputs``
-makes refs from the command line's input options.
+makes refs from the command line's input options (a CT volume file becomes a local folder
+holding the DICOM series made from it, and the ref keeps the file's path as ``source_path``).
 
 ``fetch_series`` turns a ref into a local folder holding exactly that series:
 the folder itself for local input, an s5cmd download checked instance by
@@ -45,7 +46,8 @@ class SeriesRef:
     """One CT series to segment: its UIDs and where to get it.
 
     ``location``: the folder (local), the ``s3://`` series URL (IDC) or the store URI (store).
-    ``instance_count`` lets a download be checked; 0 when unknown.
+    ``instance_count`` lets a download be checked; 0 when unknown. ``source_path``: for a series made
+    from a CT volume file (``dicom_io.volume_ct``), that file relative to its input root; else empty.
     """
 
     series_uid: str
@@ -53,6 +55,7 @@ class SeriesRef:
     kind: SeriesKind  # given as a SeriesKind or its text; kept as the SeriesKind
     location: str
     instance_count: int = 0
+    source_path: str = ""
 
     def __post_init__(self) -> None:
         validate_uid(self.series_uid, "SeriesInstanceUID of an input series")
