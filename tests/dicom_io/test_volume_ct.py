@@ -87,7 +87,9 @@ def test_derived_series_is_valid_dicom_with_its_identity(volumes, tmp_path):
 
 def test_plain_file_gets_a_digest_id_and_no_trial_attributes(volumes, tmp_path):
     path = volumes[("axial", ".mha")]
-    ds = pydicom.dcmread(next(derive_ct(VolumeInput(path, "axial.mha"), tmp_path).folder.glob("*.dcm")))
+    first = sorted(derive_ct(VolumeInput(path, "axial.mha"), tmp_path).folder.glob("*.dcm"))[0]
+    assert errors_reported(first) == []
+    ds = pydicom.dcmread(first)
     assert ds.PatientID.startswith("volume-") and len(ds.PatientID) == len("volume-") + 16
     assert "ClinicalTrialSubjectID" not in ds and "PatientAge" not in ds
 
@@ -111,6 +113,18 @@ def test_deterministic_and_made_once(volumes, tmp_path):
     assert derive_ct(item, tmp_path / "a") == first
     assert len(list(first.folder.glob("*.dcm"))) == first.instances and (first.folder / MARKER).is_file()
     assert [p.name for p in (tmp_path / "a" / DERIVED_CT).iterdir()] == [first.folder.name]
+
+
+@pytest.mark.parametrize("suffix, data_suffix", [(".mhd", ".raw"), (".nhdr", ".raw")])
+def test_detached_header_digest_covers_its_voxels(tmp_path, suffix, data_suffix):
+    path = write_volume(tmp_path / f"ct{suffix}", spacing=(0.5, 0.5, 2.0))
+    first = derive_ct(VolumeInput(path, path.name), tmp_path / "cache")
+    assert np.array_equal(read_ct_series(first.folder).volume.array, HU[::-1])
+    again = derive_ct(VolumeInput(path, path.name), tmp_path / "other")
+    assert (again.series_uid, again.folder.name) == (first.series_uid, first.folder.name)
+    write_volume(tmp_path / f"ct{suffix}", HU + 1, spacing=(0.5, 0.5, 2.0))  # same header bytes, other voxels
+    assert (tmp_path / f"ct{data_suffix}").is_file()
+    assert derive_ct(VolumeInput(path, path.name), tmp_path / "cache").series_uid != first.series_uid
 
 
 def test_same_file_other_subject_is_another_series_and_new_metadata_another_folder(volumes, tmp_path):
