@@ -28,6 +28,7 @@ from dicom_io.seg_reader import DecodedSeg
 from labels.bonehub_labels import bonehub_label_set, bonehub_value
 from labels.bonehub_status import BoneHubStatus, StatusOrigin, StatusReview
 from labels.errors import BoneHubInputError
+from labels.label_sets import present_values
 from labels.schema import BoneSchema, default_schema
 
 AUTOMATIC = BoneHubStatus(StatusOrigin.BONEHUB_AUTOMATIC, StatusReview.NOT_REVIEWED)  # 10
@@ -50,7 +51,7 @@ def write_seg_as_bonehub(seg: hd.seg.Segmentation, decoded: DecodedSeg, path: st
     Every structure must have a BoneHub v2 value; those without one are named together, and nothing is written.
     """
     schema = schema or default_schema()
-    ids = [int(v) for v in np.unique(decoded.volume.array) if v != 0]
+    ids = [int(v) for v in present_values(decoded.volume.array) if v != 0]
     values: dict[int, int] = {}
     missing = []
     for schema_id in ids:

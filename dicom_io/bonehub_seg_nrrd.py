@@ -37,11 +37,12 @@ from dicom_io.slicer_seg_nrrd import (SEG_NRRD_SUFFIX, SegmentToWrite, SlicerSeg
                                       write_slicer_segmentation)
 from labels.bonehub_status import BoneHubStatus
 from labels.errors import BoneHubInputError
-from labels.label_sets import LabelSet, UnmappedLabelError
+from labels.label_sets import LabelSet, UnmappedLabelError, present_values
 
 LAYOUT_V1 = "bonehub_v1"  # NIfTI masks, 4-digit values in the voxels
 LAYOUT_V2 = "bonehub_v2"  # .seg.nrrd masks, 9-digit values in the segment tags
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
+V1_MAX_VALUE = 9999
 TAG_LABEL, TAG_VALUE, TAG_STATUS = "BoneHubLabel", "BoneHubValue", "BoneHubStatus"
 
 
@@ -182,9 +183,11 @@ def _read_nifti(path: Path, label_set: LabelSet, statuses: Mapping[str, BoneHubS
             raise BoneHubMaskError(f"{path}: mask voxels hold non-integer values")
         image = sitk.Cast(image, sitk.sitkInt32)
     volume = hd.Volume.from_simpleitk(image)
-    values = [int(v) for v in np.unique(volume.array) if v != 0]
-    if values and min(values) < 0:
-        raise BoneHubMaskError(f"{path}: negative voxel value {min(values)}")
+    if volume.array.size and volume.array.min() < 0:
+        raise BoneHubMaskError(f"{path}: negative voxel value {int(volume.array.min())}")
+    if volume.array.size and volume.array.max() > V1_MAX_VALUE:
+        raise BoneHubMaskError(f"{path}: voxel value {int(volume.array.max())} is not a 4-digit layout v1 value")
+    values = [int(v) for v in present_values(volume.array) if v != 0]
     if not values:
         raise BoneHubMaskError(f"{path}: the mask labels no voxel")
     segments = []

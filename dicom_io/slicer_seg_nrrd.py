@@ -33,6 +33,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from dicom_io.errors import DicomInputError
+from labels.label_sets import present_values
 
 SEG_NRRD_SUFFIX = ".seg.nrrd"
 BINARY_LABELMAP = "Binary labelmap"
@@ -174,13 +175,20 @@ def _check_values(layers: Sequence[hd.Volume], segments: Sequence[SlicerSegment]
                                f"{segment.label_value} in layer {segment.layer}")
         claimed[key] = segment
     for number, layer in enumerate(layers):
-        present = {int(v) for v in np.unique(layer.array)} - {0}
+        present = _distinct(layer.array) - {0}
         for segment in segments:
             if segment.layer == number and segment.label_value not in present:
                 raise SegNrrdError(f"{path}: {segment.describe()} has label value {segment.label_value}, "
                                    f"which no voxel of layer {number} holds")
         if unnamed := sorted(value for value in present if (number, value) not in claimed):
             raise SegNrrdError(f"{path}: voxel value(s) {unnamed[:10]} in layer {number} belong to no segment of the header")
+
+
+def _distinct(array: np.ndarray) -> set[int]:
+    """The values in a layer: a presence table for segment numbers (fast), a sort for anything larger."""
+    if array.size and int(array.max()) > 0xFFFF:
+        return {int(v) for v in np.unique(array)}
+    return {int(v) for v in present_values(array)}
 
 
 @dataclass(frozen=True)

@@ -188,3 +188,10 @@ def test_slicer_empty_segmentation_and_wrong_suffix(tmp_path):
         read_bonehub_mask(single, V2)
     with pytest.raises(BoneHubMaskError, match="not a BoneHub mask"):
         mask_layout(tmp_path / "m.mha")
+
+
+def test_nifti_with_nine_digit_values_is_not_layout_v1(tmp_path):
+    path = tmp_path / "v2values.nii.gz"
+    sitk.WriteImage(sitk.GetImageFromArray(np.full((4, 5, 6), L1, np.int32)), str(path))
+    with pytest.raises(BoneHubMaskError, match=f"v2values.nii.gz: voxel value {L1} is not a 4-digit layout v1 value"):
+        read_bonehub_mask(path, V1)
