@@ -1,8 +1,8 @@
-"""``bonehub review worklist | export | import``: Stage 3 from the command line.
+"""``bonehub review worklist | export | import | verdict | feedback``: Stage 3 from the command line.
 
 Every command reads what Stages 1 and 2 stored (``--out`` store, manifest, QC
-folder). ``export`` and ``import`` take several items; one that fails is named
-with its reason and the others go on (exit code 2 when any failed).
+folder). ``export``, ``import`` and ``verdict`` take several items; one that fails
+is named with its reason and the others go on (exit code 2 when any failed).
 """
 
 from __future__ import annotations
@@ -47,6 +47,29 @@ def add_review_commands(subparsers: argparse._SubParsersAction, handler) -> None
     imports.add_argument("--neighbours", choices=list(NeighbourPolicy), default=NeighbourPolicy.KEEP,
                          help="voxels the correction claims that another bone holds: that bone keeps them (default) "
                               "or the corrected bone takes them")
+
+    verdict = commands.add_parser("verdict", help="accept as is, reject (with a reason) or mark missing: a revised QC SR, "
+                                                  "no new SEG (review/README.md)")
+    _add_place_arguments(verdict)
+    verdict.add_argument("items", nargs="*", type=Path, help="exported item folders (EXPORT/SERIES_UID/structure) to "
+                                                             "accept or reject")
+    says = verdict.add_mutually_exclusive_group(required=True)
+    says.add_argument("--accept", action="store_true", help="right as it is, though QC doubted it")
+    says.add_argument("--reject", metavar="REASON", help="unusable, and why")
+    says.add_argument("--missing", action="store_true", help="in the image but no source labelled it "
+                                                             "(with --series-uid and --structure)")
+    verdict.add_argument("--series-uid", help="the CT series of a missing structure")
+    verdict.add_argument("--structure", action="append", help="a missing structure's schema name (repeatable)")
+    verdict.add_argument("--reviewer", required=True, help="the reviewer's name")
+    verdict.add_argument("--reason", help="a note with an accept or a missing (a reject gives its reason itself)")
+
+    feedback = commands.add_parser("feedback", help="how well the QC score predicted the reviewers: tables and a report "
+                                                    "page in the QC folder")
+    _add_place_arguments(feedback)
+    feedback.add_argument("--target-error", type=float, default=0.05,
+                          help="residual error rate the suggested threshold must meet (default 0.05)")
+    feedback.add_argument("--min-labels", type=int, default=20,
+                          help="fewest reviewed bones for a risk-coverage curve (default 20)")
     review.set_defaults(handler=handler)
 
 
@@ -70,18 +93,19 @@ def review_place(args: argparse.Namespace):
 
 def run_review(args: argparse.Namespace) -> int:
     """Run one review command; returns the number of items that failed."""
-    return {"worklist": _worklist, "export": _export, "import": _import}[args.review_command](args, review_place(args))
+    commands = {"worklist": _worklist, "export": _export, "import": _import, "verdict": _verdict, "feedback": _feedback}
+    return commands[args.review_command](args, review_place(args))
 
 
 def _worklist(args: argparse.Namespace, place) -> int:
     from dicom_io.stores import open_store
-    from review.state import corrected_bones, corrections, qc_tables
+    from review.state import reviewed_bones, corrections, qc_tables
     from review.worklist import worklist_from_store, worklist_from_tables, write_worklist
 
     if args.from_store:
         items = worklist_from_store(open_store(place.store_uri), args.series_uid)
     else:
-        items = worklist_from_tables(qc_tables(place)[0], corrected_bones(corrections(place)), args.series_uid)
+        items = worklist_from_tables(qc_tables(place)[0], reviewed_bones(corrections(place)), args.series_uid)
     path = write_worklist(items, args.to)
     print(f"worklist: {len(items)} structures to review -> {path}")
     for item in items[:20]:
@@ -121,12 +145,20 @@ def _export(args: argparse.Namespace, place) -> int:
 
 def _import(args: argparse.Namespace, place) -> int:
     from review.series import SeriesLoader
-    from review.writeback import import_correction, reviewer_from_folder
+    from review.state import ReviewInputError
+    from review.verdict import VERDICT_FILE, read_verdict_file, record_item_verdict
+    from review.writeback import CORRECTION_FILE, import_correction, reviewer_from_folder
 
     loader = SeriesLoader(place)
     failed = 0
     for folder in args.items:
         try:
+            if (folder / VERDICT_FILE).is_file():  # the Slicer module's Accept as is / Reject
+                if (folder / CORRECTION_FILE).is_file() or args.mask:
+                    raise ReviewInputError(f"{folder}: holds {VERDICT_FILE} and a correction; keep the one you mean")
+                outcome = record_item_verdict(place, folder, read_verdict_file(folder, args.reviewer), loader=loader)
+                _print_verdict(folder, outcome)
+                continue
             reviewer = reviewer_from_folder(folder, name=args.reviewer, method=args.method, tool=args.tool)
             outcome = import_correction(place, folder, reviewer, mask_path=args.mask, policy=args.neighbours, loader=loader)
         except Exception as error:  # one bad correction is reported and writes nothing; the others go on
@@ -141,3 +173,49 @@ def _import(args: argparse.Namespace, place) -> int:
                   f"(+{row['added']} -{row['removed']} voxels, {row['contested']} claimed by neighbours, {row['taken']} taken)")
     print(f"import: {len(args.items) - failed} done, {failed} failed")
     return failed
+
+
+def _verdict(args: argparse.Namespace, place) -> int:
+    from review.series import SeriesLoader
+    from review.state import ReviewInputError
+    from review.verdict import VerdictRequest, record_item_verdict, record_missing
+
+    verdict = "accepted" if args.accept else "rejected" if args.reject else "missing"
+    request = VerdictRequest(verdict, args.reviewer, args.reject or args.reason or "")
+    if args.missing:
+        if args.items or not args.series_uid or not args.structure:
+            raise ReviewInputError("--missing takes --series-uid UID and --structure NAME (repeatable), no item folders")
+        targets = [(f"{args.series_uid}/{name}", lambda name=name: record_missing(place, args.series_uid, name, request,
+                                                                                    loader=loader)) for name in args.structure]
+    else:
+        if not args.items or args.series_uid or args.structure:
+            raise ReviewInputError(f"--{'accept' if args.accept else 'reject'} takes exported item folders "
+                                   "(EXPORT/SERIES_UID/structure), not --series-uid / --structure")
+        targets = [(folder, lambda folder=folder: record_item_verdict(place, folder, request, loader=loader))
+                   for folder in args.items]
+    loader = SeriesLoader(place)
+    failed = 0
+    for name, record in targets:
+        try:
+            _print_verdict(name, record())
+        except Exception as error:  # one refused verdict is reported and writes nothing; the others go on
+            failed += 1
+            print(f"  failed: {name}: {type(error).__name__}: {' '.join(str(error).split())}")
+    print(f"verdict: {len(targets) - failed} done, {failed} failed")
+    return failed
+
+
+def _print_verdict(name: object, outcome) -> None:
+    row = outcome.row
+    if outcome.already_imported:
+        print(f"  {name}: already {row['verdict']} by {row['reviewer']} at {row['imported_at']}; nothing written")
+    else:
+        print(f"  {name}: {row['verdict']}, revised SR {row['sr_sop_uid']}")
+
+
+def _feedback(args: argparse.Namespace, place) -> int:
+    from review.feedback import write_feedback
+
+    summary = write_feedback(place.qc_dir, target_error=args.target_error, min_labels=args.min_labels)
+    print(summary)
+    return 0

@@ -29,7 +29,9 @@ from matplotlib.patches import Patch
 from labels.schema import default_schema
 from qc.report_comparison import comparison_section
 from qc.report_html import DPI, number, png, table_html
-from qc.results import ABSENT, INSUFFICIENT, REVIEW, STATUSES, TABLE_COLUMNS
+from qc.report_review import review_section
+from qc.results import ABSENT, INSUFFICIENT, QC_STATUSES, REVIEW, STATUSES, TABLE_COLUMNS
+from qc.review_feedback import DEFAULT_MIN_LABELS, DEFAULT_TARGET_ERROR, summarise
 from qc.snapshot import Snapshot
 
 WORST_ROWS = 20
@@ -65,8 +67,15 @@ def write_report(
     *,
     title: str = "BoneHub QC report",
     settings_text: str = "",
+    review_labels: pd.DataFrame | None = None,
+    target_error: float = DEFAULT_TARGET_ERROR,
+    min_labels: int = DEFAULT_MIN_LABELS,
 ) -> Path:
-    """Write the QC report of ``table`` (columns ``qc.results.TABLE_COLUMNS``) with one figure per snapshot."""
+    """Write the QC report of ``table`` (columns ``qc.results.TABLE_COLUMNS``) with one figure per snapshot.
+
+    With ``review_labels`` (``qc.review_feedback.LABEL_COLUMNS``, from ``bonehub review feedback``) the
+    report ends with what the reviewers' verdicts and corrections say about the score.
+    """
     _check_table(table)
     labels = _series_labels(table)
     heatmap, worst, shown = _heatmap_series(table, labels), _worst_rows(table), _chosen_snapshots(snapshots)
@@ -81,7 +90,21 @@ def write_report(
         _series_section(table, labels, named),
         _worst_section(worst, labels),
         _snapshots_section(shown, labels, len(snapshots)),
+        "" if review_labels is None else review_section(*summarise(review_labels, table["score"], target_error=target_error,
+                                                                   min_labels=min_labels)),
     ]
+    return _write_document(title, sections, path)
+
+
+def write_review_report(review_labels: pd.DataFrame, table: pd.DataFrame, path: Path, *,
+                        target_error: float = DEFAULT_TARGET_ERROR, min_labels: int = DEFAULT_MIN_LABELS,
+                        title: str = "BoneHub QC: what reviewers taught it") -> Path:
+    """The review section alone as a page (``bonehub review feedback``), scores of ``table`` for scale."""
+    summary, curve = summarise(review_labels, table["score"], target_error=target_error, min_labels=min_labels)
+    return _write_document(title, [f"<h1>{escape(title)}</h1>", review_section(summary, curve)], path)
+
+
+def _write_document(title: str, sections: Sequence[str], path: Path) -> Path:
     body = "\n".join(s for s in sections if s)
     document = (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
@@ -138,7 +161,7 @@ def _summary(table: pd.DataFrame) -> str:
         ("Series", str(table["series_uid"].nunique())),
         ("Bones (distinct structures)", str(table["bone"].nunique())),
         ("Results (series × bone)", str(n)),
-        *((f"Status {status}", str(int(counts.get(status, 0)))) for status in STATUSES),
+        *((f"Status {status}", str(int(counts.get(status, 0)))) for status in QC_STATUSES),
         ("Flagged by at least one rule", f"{flagged} ({share})"),
     ]
     return "<h2>Summary</h2>\n" + table_html(("", "count"), [(escape(k), v) for k, v in rows], numeric={1})
@@ -209,12 +232,12 @@ def _bones_section(table: pd.DataFrame) -> str:
             escape(schema[bone].display_name),
             f'<span class="uid">{escape(bone)}</span>',
             str(int(sizes[bone])),
-            *(str(int(counts.get((bone, status), 0))) for status in STATUSES),
+            *(str(int(counts.get((bone, status), 0))) for status in QC_STATUSES),
             number(medians[bone]),
         )
         for bone in _bone_order(list(sizes.index))
     ]
-    header = ("bone", "schema name", "series", *STATUSES, "median score")
+    header = ("bone", "schema name", "series", *QC_STATUSES, "median score")
     return "<h2>Bones</h2>\n" + table_html(header, rows, numeric=set(range(2, len(header))))
 
 

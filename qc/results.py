@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import MISSING, asdict, dataclass, fields
+import dataclasses
+from dataclasses import asdict, dataclass, fields
 
 from labels.coded_values import CodedValue
 
@@ -22,11 +23,16 @@ class QcStatus(CodedValue):
     ABSENT = "absent"  # no source found the structure (it is outside the field of view or missing)
     INSUFFICIENT = "insufficient_sources"  # fewer than two segmentations compare at this structure
     CORRECTED = "corrected"  # a reviewer corrected it (Stage 3)
+    ACCEPTED = "accepted"  # a reviewer accepted it as is: QC doubted it, but it is right (Stage 3)
+    REJECTED = "rejected"  # a reviewer rejected it as unusable (Stage 3)
+    MISSING = "missing"  # a reviewer found it in the image where no source labelled it (Stage 3)
 
 
 ACCEPT, REVIEW, ABSENT, INSUFFICIENT, CORRECTED = (QcStatus.ACCEPT, QcStatus.REVIEW, QcStatus.ABSENT, QcStatus.INSUFFICIENT,
                                                QcStatus.CORRECTED)
+ACCEPTED, REJECTED, MISSING = QcStatus.ACCEPTED, QcStatus.REJECTED, QcStatus.MISSING
 STATUSES = tuple(QcStatus)
+QC_STATUSES = (ACCEPT, REVIEW, ABSENT, INSUFFICIENT)  # what QC itself says; the rest are reviewers' (revised SRs only)
 
 
 @dataclass(frozen=True)
@@ -92,7 +98,7 @@ class BoneResult:
 
 TABLE_COLUMNS = [f.name for f in fields(BoneResult)]
 _TUPLE_COLUMNS = {"members": str, "flags": str, "member_agreement": float, "member_present": lambda v: bool(int(v))}
-_DEFAULTS = {f.name: f.default for f in fields(BoneResult) if f.default is not MISSING}
+_DEFAULTS = {f.name: f.default for f in fields(BoneResult) if f.default is not dataclasses.MISSING}
 
 
 def result_from_row(row: Mapping[str, object]) -> BoneResult:

@@ -1,9 +1,11 @@
 """What Stage 3 reads (QC tables, the store, the manifest) and the one thing it adds: the corrections log.
 
-Originals are never changed: every correction is a new SEG and a new SR, and
-``corrections.parquet`` (next to the QC tables) lists them in order. The latest
-correction of a series is its *head*, the label map the next correction starts
-from; a series without corrections starts from its consensus SEG.
+Originals are never changed: every correction is a new SEG and a new SR, every
+other verdict (accepted, rejected, missing) a new SR, and ``corrections.parquet``
+(next to the QC tables) lists them all in order, one row each. The latest row of
+a series is its *head*: the SEG the next correction starts from and the SR the
+next revision replaces; a series without rows starts from its consensus SEG and
+QC SR. The latest row of a (series, structure) is the reviewers' word on it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import pandas as pd
 
 from dicom_io.errors import DicomInputError
 from dicom_io.uids import validate_uid
+from labels.coded_values import CodedValue
 from results.qc_tables import SERIES_TABLE, TABLE, output_uri
 from results.table_io import append_table, read_table
 
@@ -23,7 +26,20 @@ CORRECTION_COLUMNS = [
     "series_uid", "study_uid", "bone", "reviewer", "method", "tool", "policy", "imported_at",
     "base_seg_series_uid", "base_seg_sop_uid", "base_digest", "corrected_digest",
     "seg_series_uid", "seg_sop_uid", "sr_series_uid", "sr_sop_uid", "added", "removed", "contested", "taken",
+    "verdict", "reason", "qc_status", "score", "dice", "roi_digest",
 ]
+# Logs written before verdicts existed lack the newer columns: every row of them was a correction.
+_OLDER_LOG_DEFAULTS = {"verdict": "corrected", "reason": "", "qc_status": "", "score": float("nan"),
+                       "dice": float("nan"), "roi_digest": ""}
+
+
+class Verdict(CodedValue):
+    """What a reviewer said about one structure (the ``verdict`` column of the log)."""
+
+    CORRECTED = "corrected"  # its mask was corrected (a new SEG)
+    ACCEPTED = "accepted"  # right as it is, though QC doubted it
+    REJECTED = "rejected"  # unusable (a reason is required)
+    MISSING = "missing"  # in the image, but no source labelled it
 
 
 class ReviewInputError(DicomInputError):
@@ -66,12 +82,21 @@ def qc_tables(place: ReviewPlace) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def corrections(place: ReviewPlace) -> pd.DataFrame:
     """Every correction imported so far, oldest first (empty when none)."""
-    log = read_table(output_uri(place.qc_dir, CORRECTIONS))
-    return pd.DataFrame(columns=CORRECTION_COLUMNS) if log is None else log
+    return read_corrections(place.qc_dir)
+
+
+def read_corrections(qc_dir: str) -> pd.DataFrame:
+    """The corrections log of a QC folder, every column present (rows of older logs are corrections)."""
+    log = read_table(output_uri(qc_dir, CORRECTIONS))
+    if log is None:
+        return pd.DataFrame(columns=CORRECTION_COLUMNS)
+    for column, default in _OLDER_LOG_DEFAULTS.items():
+        log[column] = log[column].fillna(default) if column in log else default
+    return log
 
 
 def record_correction(place: ReviewPlace, row: dict[str, object]) -> None:
-    """Append one correction to the log (the log is small: one row per reviewed bone)."""
+    """Append one correction or verdict to the log (the log is small: one row per reviewer decision)."""
     append_table(output_uri(place.qc_dir, CORRECTIONS), pd.DataFrame([row], columns=CORRECTION_COLUMNS))
 
 
@@ -100,9 +125,14 @@ def head(series: pd.Series, log: pd.DataFrame) -> tuple[SegRef, SegRef]:
             SegRef(study, series["sr_series_uid"], series["sr_sop_uid"]))
 
 
-def corrected_bones(log: pd.DataFrame) -> set[tuple[str, str]]:
-    """(series, structure) pairs a reviewer has corrected."""
+def reviewed_bones(log: pd.DataFrame) -> set[tuple[str, str]]:
+    """(series, structure) pairs a reviewer has decided on (corrected, or any other verdict)."""
     return set(zip(log["series_uid"], log["bone"]))
+
+
+def bone_rows(log: pd.DataFrame, series_uid: str, bone: str) -> pd.DataFrame:
+    """The log rows of one structure of one series, oldest first."""
+    return log[(log["series_uid"] == series_uid) & (log["bone"] == bone)]
 
 
 def safe_name(text: str, what: str) -> str:

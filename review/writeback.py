@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,27 +26,25 @@ import pandas as pd
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 
-from dicom_io.geometry import same_grid
 from dicom_io.provenance import SegmentationSource, derived_uid
 from dicom_io.seg_writer import SOFTWARE_VERSION
 from labels.coded_values import CodedValue
 from labels.errors import BoneHubInputError
-from labels.schema import default_schema
-from qc.results import CORRECTED, BoneResult, result_from_row
 from results.members import CONSENSUS_NAME
-from review.correction import grids, load_corrected_mask
-from review.export import owned_ids, read_item
+from review.correction import load_corrected_mask
+from review.export import read_item
+from review.revision import check_fresh, head_view, revised_results, revised_sr
 from review.series import SeriesLoader
-from review.roi import KEEP, box_from_json, mask_digest, paste_correction
-from review.state import (ReviewInputError, ReviewPlace, SegRef, StaleItemError, corrections, head, qc_tables,
-                          record_correction, series_row)
+from review.roi import KEEP, mask_digest, paste_correction
+from review.state import (ReviewInputError, ReviewPlace, SegRef, Verdict, corrections, head, qc_tables, record_correction,
+                          series_row)
 
 log = logging.getLogger("bonehub.review")
 
 CORRECTION_FORMAT = "bonehub-correction/1"
 CORRECTION_FILE = "correction.json"
 CORRECTED_NAME = "BoneHub corrected"
-CORRECTED_SEG_SERIES_NUMBER, CORRECTED_SR_SERIES_NUMBER = 360, 410
+CORRECTED_SEG_SERIES_NUMBER = 360
 
 
 class CorrectionMethod(CodedValue):
@@ -116,7 +114,7 @@ def import_correction(place: ReviewPlace, folder: str | Path, reviewer: Reviewer
 
     log_table = corrections(place)
     earlier = log_table[(log_table["series_uid"] == record["series_uid"]) & (log_table["bone"] == record["bone"])
-                        & (log_table["base_digest"] == record["base"]["digest"])
+                        & (log_table["verdict"] == Verdict.CORRECTED) & (log_table["base_digest"] == record["base"]["digest"])
                         & (log_table["corrected_digest"] == corrected_digest)]
     if len(earlier):
         log.info("%s: this correction was imported already (SEG %s)", item_id, earlier.iloc[-1]["seg_sop_uid"])
@@ -128,28 +126,15 @@ def import_correction(place: ReviewPlace, folder: str | Path, reviewer: Reviewer
     store = loader.store
     ct = loader.ct(record["series_uid"], record["study_uid"])
     base_seg = store.get(seg_ref.study_uid, seg_ref.series_uid, seg_ref.sop_uid)
-    from dicom_io.seg_reader import read_seg
-
-    label_map = read_seg(base_seg, ct, strict=True).volume.array
-    box = box_from_json(record["roi"], ct.volume.spatial_shape)
-    if not same_grid(ct.volume[box], grids(record)[0]):
-        raise StaleItemError(f"{item_id}: the CT grid no longer matches the exported ROI; export the item again")
-    schema = default_schema()
-    structure = schema[record["bone"]]
-    ids = owned_ids(structure, schema)
-    if mask_digest(np.isin(label_map[box], ids)) != record["base"]["digest"]:
-        raise StaleItemError(f"{item_id}: {structure.name} in the stored SEG {seg_ref.sop_uid} changed since the item was "
-                             "exported (QC rerun or another correction); export it again")
+    view = head_view(record, seg_ref, loader)
+    check_fresh(view, record, seg_ref, [record["base"]["digest"]])
+    label_map, box, structure, ids = view.label_map, view.box, view.structure, view.ids
 
     pasted = paste_correction(label_map, box, mask, structure.id, ids, policy)
     provenance = _corrected_sources(log_table, record["series_uid"]) | {structure.name: _source(reviewer)}
     seg = _corrected_seg(pasted.label_map, ct, base_seg, seg_ref, structure.name, corrected_digest, provenance, reviewer)
     base_sr = store.get(sr_ref.study_uid, sr_ref.series_uid, sr_ref.sop_uid)
-    results = _revised_results(table, record["series_uid"], pasted.label_map, ct.volume.voxel_volume / 1000.0,
-                               {*provenance}, schema)
-    sr = _revised_sr(results, seg, ct, base_sr)
-    store.put(seg)
-    store.put(sr)
+    qc_row = table[(table["series_uid"] == record["series_uid"]) & (table["bone"] == structure.name)]
     row = {
         "series_uid": record["series_uid"], "study_uid": record["study_uid"], "bone": structure.name,
         "reviewer": reviewer.name, "method": reviewer.method, "tool": reviewer.tool, "policy": policy,
@@ -157,9 +142,21 @@ def import_correction(place: ReviewPlace, folder: str | Path, reviewer: Reviewer
         "base_seg_series_uid": seg_ref.series_uid, "base_seg_sop_uid": seg_ref.sop_uid,
         "base_digest": record["base"]["digest"], "corrected_digest": corrected_digest,
         "seg_series_uid": str(seg.SeriesInstanceUID), "seg_sop_uid": str(seg.SOPInstanceUID),
-        "sr_series_uid": str(sr.SeriesInstanceUID), "sr_sop_uid": str(sr.SOPInstanceUID),
+        "sr_series_uid": "", "sr_sop_uid": "",
         "added": pasted.added, "removed": pasted.removed, "contested": pasted.contested, "taken": pasted.taken,
+        "verdict": str(Verdict.CORRECTED), "reason": "",
+        "qc_status": str(qc_row.iloc[-1]["status"]) if len(qc_row) else "",
+        "score": float(qc_row.iloc[-1]["score"]) if len(qc_row) else float("nan"),
+        "dice": dice(np.isin(label_map, ids), np.isin(pasted.label_map, ids)),
+        "roi_digest": mask_digest(np.isin(pasted.label_map[box], ids)),
     }
+    with_row = pd.concat([log_table, pd.DataFrame([row])], ignore_index=True)
+    results = revised_results(table, with_row, record["series_uid"], record["study_uid"], pasted.label_map,
+                              ct.volume.voxel_volume / 1000.0)
+    sr = revised_sr(results, seg, ct, base_sr, (ct.series_instance_uid, str(seg.SOPInstanceUID)))
+    store.put(seg)
+    store.put(sr)
+    row["sr_series_uid"], row["sr_sop_uid"] = str(sr.SeriesInstanceUID), str(sr.SOPInstanceUID)
     record_correction(place, row)
     log.info("%s: corrected SEG %s (+%d / -%d voxels, %d contested)", item_id, seg.SOPInstanceUID, pasted.added,
              pasted.removed, pasted.contested)
@@ -172,7 +169,7 @@ def _source(reviewer: Reviewer) -> SegmentationSource:
 
 def _corrected_sources(log_table: pd.DataFrame, series_uid: str) -> dict[str, SegmentationSource]:
     """Structures corrected before in this series keep their reviewer provenance in the next corrected SEG."""
-    mine = log_table[log_table["series_uid"] == series_uid]
+    mine = log_table[(log_table["series_uid"] == series_uid) & (log_table["verdict"] == Verdict.CORRECTED)]
     return {row["bone"]: _source(Reviewer(row["reviewer"], row["method"], row["tool"])) for _, row in mine.iterrows()}
 
 
@@ -207,35 +204,7 @@ def _instance_reference(ds: Dataset) -> Dataset:
     return item
 
 
-def _revised_results(table: pd.DataFrame, series_uid: str, label_map: np.ndarray, voxel_ml: float,
-                     corrected: set[str], schema) -> list[BoneResult]:
-    """The series' QC results with every corrected structure marked so, its volume and segment numbers renewed."""
-    present = np.unique(label_map)
-    numbers = {int(v): n for n, v in enumerate(present[present > 0], start=1)}
-    results = []
-    for _, row in table[table["series_uid"] == series_uid].iterrows():
-        result = result_from_row(row)
-        segment = numbers.get(schema[result.bone].id, 0)
-        if result.bone in corrected:
-            volume = float(np.isin(label_map, [schema[result.bone].id, *(s.id for s in schema.descendants(result.bone))]).sum()) * voxel_ml
-            result = replace(result, status=CORRECTED, volume_ml=volume)
-        results.append(replace(result, consensus_segment=segment))
-    return results
-
-
-def _revised_sr(results: list[BoneResult], seg, ct, base_sr: Dataset):
-    from dicom_io.sr_writer import write_qc_sr
-
-    key = (ct.series_instance_uid, str(seg.SOPInstanceUID))
-    settings = _settings_text(base_sr)
-    return write_qc_sr(results, seg, ct.series_instance_uid, ct.study_instance_uid, settings_text=settings,
-                       series_number=CORRECTED_SR_SERIES_NUMBER, previous_versions=[base_sr],
-                       uids=(derived_uid(*key, "revised sr series"), derived_uid(*key, "revised sr instance")))
-
-
-def _settings_text(sr: Dataset) -> str:
-    """The QC settings text (Algorithm Parameters, DCM 111002) of the report it replaces: the verdicts' basis."""
-    from dicom_io.sr_reader import find_content_item
-
-    item = find_content_item(sr, "TEXT", "111002")
-    return "" if item is None else str(item.TextValue)
+def dice(before: np.ndarray, after: np.ndarray) -> float:
+    """Dice of two boolean masks (1.0 when both are empty): how much a correction changed the structure."""
+    total = int(before.sum()) + int(after.sum())
+    return 1.0 if total == 0 else 2.0 * int(np.logical_and(before, after).sum()) / total

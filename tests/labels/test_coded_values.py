@@ -26,7 +26,8 @@ def _result(status: str) -> BoneResult:
 
 def test_a_coded_value_is_its_text():
     assert QcStatus.REVIEW == "review" and REVIEW == "review" and f"{QcStatus.ACCEPT}" == "accept"
-    assert set(STATUSES) == {"accept", "review", "absent", "insufficient_sources", "corrected"}
+    assert set(STATUSES) == {"accept", "review", "absent", "insufficient_sources", "corrected",
+                             "accepted", "rejected", "missing"}
     assert json.dumps([SegType.BINARY]) == '["binary"]'
     assert pd.DataFrame([{"status": QcStatus.ABSENT}]).status.tolist() == ["absent"]
     assert default_schema()["rib_left_1"].level == "bone"
