@@ -146,7 +146,7 @@ def _export(args: argparse.Namespace, place) -> int:
 def _import(args: argparse.Namespace, place) -> int:
     from review.series import SeriesLoader
     from review.state import ReviewInputError
-    from review.verdict import VERDICT_FILE, read_verdict_file, record_item_verdict
+    from review.verdict import VERDICT_FILE, read_verdict_file, record_item_verdict, record_missing
     from review.writeback import CORRECTION_FILE, import_correction, reviewer_from_folder
 
     loader = SeriesLoader(place)
@@ -156,7 +156,11 @@ def _import(args: argparse.Namespace, place) -> int:
             if (folder / VERDICT_FILE).is_file():  # the Slicer module's Accept as is / Reject
                 if (folder / CORRECTION_FILE).is_file() or args.mask:
                     raise ReviewInputError(f"{folder}: holds {VERDICT_FILE} and a correction; keep the one you mean")
-                outcome = record_item_verdict(place, folder, read_verdict_file(folder, args.reviewer), loader=loader)
+                request, series_uid, bone = read_verdict_file(folder, args.reviewer)
+                if request.verdict == "missing":
+                    outcome = record_missing(place, series_uid, bone, request, loader=loader)
+                else:
+                    outcome = record_item_verdict(place, folder, request, loader=loader)
                 _print_verdict(folder, outcome)
                 continue
             reviewer = reviewer_from_folder(folder, name=args.reviewer, method=args.method, tool=args.tool)
@@ -217,5 +221,6 @@ def _feedback(args: argparse.Namespace, place) -> int:
     from review.feedback import write_feedback
 
     summary = write_feedback(place.qc_dir, target_error=args.target_error, min_labels=args.min_labels)
-    print(summary)
+    print(summary.describe())
+    print(f"feedback: review_labels.parquet, risk_coverage.parquet and review_feedback.html in {place.qc_dir}")
     return 0

@@ -94,7 +94,7 @@ def _structure(item: WorklistItem, schema: BoneSchema) -> Structure:
 
 
 def _check_current(item: WorklistItem, table, log_table) -> None:
-    """The item must still be what QC says now: under review and not corrected since."""
+    """The item must still be what QC says now: under review and not decided on since (corrected or a verdict)."""
     rows = table[(table["series_uid"] == item.series_uid) & (table["bone"] == item.bone)]
     if rows.empty:
         raise StaleItemError(f"{item.item_id}: not in the current QC results (QC was rerun?); make a new worklist")
@@ -103,8 +103,8 @@ def _check_current(item: WorklistItem, table, log_table) -> None:
     done = log_table[(log_table["series_uid"] == item.series_uid) & (log_table["bone"] == item.bone)]
     if len(done):
         last = done.iloc[-1]
-        raise StaleItemError(f"{item.item_id}: already corrected by {last['reviewer']} at {last['imported_at']} "
-                             f"(SEG {last['seg_sop_uid']}); make a new worklist")
+        raise StaleItemError(f"{item.item_id}: already {last['verdict']} by {last['reviewer']} at {last['imported_at']} "
+                             f"(SEG {last['seg_sop_uid']}, SR {last['sr_sop_uid']}); make a new worklist")
 
 
 def _write_roi(folder: Path, ct, box: Box, start: np.ndarray, structure: Structure, item: WorklistItem,

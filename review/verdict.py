@@ -69,8 +69,11 @@ class VerdictRequest:
             raise ReviewInputError("a rejection needs a reason (why is the mask unusable?)")
 
 
-def read_verdict_file(folder: str | Path, reviewer: str | None = None) -> VerdictRequest:
-    """``verdict.json`` of an item folder (as the Slicer module writes it); ``reviewer`` given wins."""
+def read_verdict_file(folder: str | Path, reviewer: str | None = None) -> tuple[VerdictRequest, str, str]:
+    """(request, series UID, structure) of an item folder's ``verdict.json`` (as the Slicer module writes it).
+
+    ``reviewer`` given wins over the file's. A missing structure's folder has no ``item.json``.
+    """
     path = Path(folder) / VERDICT_FILE
     try:
         data = json.loads(path.read_text())
@@ -78,8 +81,13 @@ def read_verdict_file(folder: str | Path, reviewer: str | None = None) -> Verdic
         raise ReviewInputError(f"{path}: not a readable verdict ({error})") from None
     if not isinstance(data, dict) or data.get("format") != VERDICT_FORMAT:
         raise ReviewInputError(f"{path}: not a {VERDICT_FORMAT} file")
-    return VerdictRequest(str(data.get("verdict", "")), reviewer or str(data.get("reviewer", "")),
-                          str(data.get("reason", "")), str(data.get("tool") or COMMAND_TOOL))
+    series_uid, bone = str(data.get("series_uid", "")), str(data.get("bone", ""))
+    if (Path(folder).parent.name, Path(folder).name) != (series_uid, bone):
+        raise ReviewInputError(f"{path}: describes {series_uid}/{bone} but lies in {Path(folder).parent.name}/"
+                               f"{Path(folder).name}")
+    request = VerdictRequest(str(data.get("verdict", "")), reviewer or str(data.get("reviewer", "")),
+                             str(data.get("reason", "")), str(data.get("tool") or COMMAND_TOOL))
+    return request, series_uid, bone
 
 
 def record_item_verdict(place: ReviewPlace, folder: str | Path, request: VerdictRequest, *,

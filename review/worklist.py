@@ -1,8 +1,8 @@
 """The bones QC doubts, in the order a reviewer should see them.
 
 From the QC tables (or, without them, from the QC SRs in a store): every
-structure with status ``review`` that no reviewer has corrected yet, lowest
-score first, then the one with more failed rules. ``worklist.json`` is what
+structure with status ``review`` that no reviewer has decided on yet (corrected,
+or given a verdict), lowest score first, then the one with more failed rules. ``worklist.json`` is what
 ``bonehub review export`` and the Slicer module read; ``worklist.csv`` is the
 same list for people.
 """
@@ -55,15 +55,15 @@ def prioritise(items: Iterable[WorklistItem]) -> list[WorklistItem]:
     return [WorklistItem(**{**asdict(item), "priority": rank}) for rank, item in enumerate(ordered, start=1)]
 
 
-def worklist_from_tables(table: pd.DataFrame, corrected: set[tuple[str, str]],
+def worklist_from_tables(table: pd.DataFrame, decided: set[tuple[str, str]],
                          series_uids: Iterable[str] | None = None) -> list[WorklistItem]:
-    """Items from the QC table: status review, not corrected yet."""
+    """Items from the QC table: status review, no reviewer decision yet."""
     rows = table[table["status"] == REVIEW]
     if series_uids is not None:
         rows = rows[rows["series_uid"].isin(set(series_uids))]
     items = [WorklistItem(str(row["series_uid"]), str(row["study_uid"]), str(row["bone"]), float(row["score"]),
                           tuple(filter(None, str(row["flags"]).split(";"))), str(row["outlier_source"]))
-             for _, row in rows.iterrows() if (row["series_uid"], row["bone"]) not in corrected]
+             for _, row in rows.iterrows() if (row["series_uid"], row["bone"]) not in decided]
     return prioritise(items)
 
 

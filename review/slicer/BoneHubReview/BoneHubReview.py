@@ -2,7 +2,8 @@
 
 The reviewer opens the folder ``bonehub review export`` wrote, loads one item (ROI CT + start mask,
 from the exported NRRDs or from a DICOMweb store), corrects the bone with SlicerNNInteractive, and
-Accept saves ``corrected.nrrd`` + ``correction.json`` for ``bonehub review import``. Every decision
+Accept correction saves ``corrected.nrrd`` + ``correction.json`` for ``bonehub review import``; Accept as is,
+Reject (with a reason) and Missing (a bone no source labelled) save ``verdict.json`` instead. Every decision
 lives in ``BoneHubReviewLib`` (no Slicer there, tested by pytest; this file calls it through
 ``BoneHubReviewLib.logic``); the scene work (``BoneHubReviewLogic``: load, hand over, export) is in
 ``BoneHubReviewLib/scene.py``, the one Lib module that uses Slicer; this file is the module, UI and self-test.
@@ -48,8 +49,9 @@ class BoneHubReview(ScriptedLoadableModule):
         self.parent.contributors = ["BoneHub Segmentation"]
         self.parent.helpText = (
             "Review the bones BoneHub's QC doubts: open the folder written by 'bonehub review export', "
-            "load an item, correct it with nnInteractive (or the Segment Editor), then Accept. "
-            "Accept writes corrected.nrrd and correction.json into the item's folder for 'bonehub review import'. "
+            "load an item, correct it with nnInteractive (or the Segment Editor), then Accept correction; or "
+            "Accept as is, Reject (with a reason), or mark a bone no source labelled as Missing. "
+            "Each writes into the item's folder for 'bonehub review import'. "
             "See review/slicer/README.md in the BoneHub repository."
         )
         self.parent.acknowledgementText = (
@@ -59,7 +61,7 @@ class BoneHubReview(ScriptedLoadableModule):
 
 
 class BoneHubReviewWidget(ScriptedLoadableModuleWidget):
-    """Export folder, store, worklist table and the Load / Correct / Accept / Skip buttons."""
+    """Export folder, store, worklist table and the Load / Correct / Accept / Skip and verdict buttons."""
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -121,11 +123,21 @@ class BoneHubReviewWidget(ScriptedLoadableModuleWidget):
         row = qt.QHBoxLayout()
         self.loadButton = qt.QPushButton("Load")
         self.correctButton = qt.QPushButton("Correct with nnInteractive")
-        self.acceptButton = qt.QPushButton("Accept")
+        self.acceptButton = qt.QPushButton("Accept correction")
         self.skipButton = qt.QPushButton("Skip")
         for button in (self.loadButton, self.correctButton, self.acceptButton, self.skipButton):
             row.addWidget(button)
         form.addRow(row)
+        row = qt.QHBoxLayout()
+        self.acceptAsIsButton = qt.QPushButton("Accept as is")
+        self.acceptAsIsButton.toolTip = "QC doubted this bone, but its mask is right: nothing to correct"
+        self.rejectButton = qt.QPushButton("Reject...")
+        self.rejectButton.toolTip = "The mask is unusable; you are asked why"
+        self.missingButton = qt.QPushButton("Missing...")
+        self.missingButton.toolTip = "A bone in this series' image that no source labelled; you are asked which"
+        for button in (self.acceptAsIsButton, self.rejectButton, self.missingButton):
+            row.addWidget(button)
+        form.addRow("Verdict:", row)
         self.statusLabel = qt.QLabel("Choose the export folder and press Open worklist.")
         self.statusLabel.wordWrap = True
         form.addRow(self.statusLabel)
@@ -138,6 +150,9 @@ class BoneHubReviewWidget(ScriptedLoadableModuleWidget):
         self.correctButton.connect("clicked(bool)", self.onCorrect)
         self.acceptButton.connect("clicked(bool)", self.onAccept)
         self.skipButton.connect("clicked(bool)", self.onSkip)
+        self.acceptAsIsButton.connect("clicked(bool)", lambda: self.onVerdict(bhr.ACCEPTED))
+        self.rejectButton.connect("clicked(bool)", lambda: self.onVerdict(bhr.REJECTED))
+        self.missingButton.connect("clicked(bool)", self.onMissing)
 
     # ------------------------------------------------------------------ worklist table
 
@@ -226,6 +241,41 @@ class BoneHubReviewWidget(ScriptedLoadableModuleWidget):
             self._say(f"Skipped {item_id} for this session (nothing written). "
                       + (f"Next: {following}" if following else "No item left to review."))
 
+
+    def onVerdict(self, verdict: str) -> None:
+        """Accept as is or Reject (asking why) the selected item; writes verdict.json."""
+        with slicer.util.tryWithErrorDisplay("The verdict was not saved."):
+            status = self._selected()
+            item = bhr.read_item(status.folder)
+            reason = ""
+            if verdict == bhr.REJECTED:
+                reason = qt.QInputDialog.getText(slicer.util.mainWindow(), "Reject",
+                                                 f"Why is the mask of {bhr.bone_label(item)} unusable?")
+                if not reason.strip():
+                    self._say("Reject cancelled: a rejection needs a reason.")
+                    return
+            path = bhr.write_verdict(status.folder, item, verdict, self.reviewerEdit.text, reason)
+            qt.QSettings().setValue(SETTINGS + "Reviewer", self.reviewerEdit.text.strip())
+            self._refresh()
+            following = bhr.next_item_id(self.statuses, item["item_id"], self.skipped)
+            self._select(following)
+            self._say(f"Saved {path.name} ({verdict}) in {path.parent}. "
+                      + (f"Next: {following}" if following else "No item left to review."))
+
+    def onMissing(self) -> None:
+        """A bone of the selected item's series that no source labelled; writes its verdict.json."""
+        with slicer.util.tryWithErrorDisplay("The missing bone was not saved."):
+            status = self._selected()
+            name = qt.QInputDialog.getText(slicer.util.mainWindow(), "Missing bone",
+                                           "Schema name of the bone in the image that no source labelled "
+                                           "(e.g. vertebra_L3):")
+            if not name.strip():
+                self._say("Missing cancelled: no bone named.")
+                return
+            export_dir = bhr.find_worklist(self.exportPath.currentPath).parent
+            path = bhr.write_missing(export_dir, status.entry.series_uid, name, self.reviewerEdit.text)
+            qt.QSettings().setValue(SETTINGS + "Reviewer", self.reviewerEdit.text.strip())
+            self._say(f"Saved {path} (missing). 'bonehub review import {path.parent}' records it.")
 
 class BoneHubReviewTest(ScriptedLoadableModuleTest):
     """Slicer self-test: a one-item export made here, loaded, edited and accepted through the module's logic."""

@@ -6,16 +6,14 @@ exported NRRD files, or the ROI DICOM series from a DICOMweb store), and writes 
 correction (``corrected.nrrd`` + ``correction.json``) that ``bonehub review import`` reads, but only
 after checking that the label map lies on the ROI grid (``geometry``, ``nrrd``) and holds one label:
 that last step, Accept, is here. This module is the one namespace ``BoneHubReview.py`` and ``scene.py``
-call, so it also offers the names of its sibling modules. Standard library and numpy only: both exist in
-3D Slicer's Python.
+call, so it also offers the names of its sibling modules (``verdicts``: Accept as is, Reject, Missing).
+Standard library and numpy only: both exist in 3D Slicer's Python.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +25,14 @@ from .formats import (
     ITEM_FILE,
     ITEM_FORMAT,
     PARTIAL_FILE,
+    VERDICT_FILE,
+    VERDICT_FORMAT,
     WORKLIST_FILE,
     WORKLIST_FORMAT,
     ReviewError,
+    atomic_write_text,
+    checked_reviewer,
+    utc_now,
 )
 from .geometry import GEOMETRY_TOLERANCE_MM, Grid, grid_mismatch, ijk_to_ras, roi_grid
 from .loading import (
@@ -45,6 +48,7 @@ from .loading import (
     reference_grid,
 )
 from .nrrd import NrrdHeader, nrrd_grid, read_nrrd_array, read_nrrd_header
+from .verdicts import ACCEPTED, MISSING, REJECTED, VERDICT_TOOL, verdict_state, write_missing, write_verdict
 from .worklist import (
     CORRECTED,
     EXPORTED,
@@ -67,6 +71,15 @@ __all__ = [
     "WORKLIST_FORMAT",
     "ITEM_FORMAT",
     "CORRECTION_FORMAT",
+    "VERDICT_FORMAT",
+    "VERDICT_FILE",
+    "ACCEPTED",
+    "REJECTED",
+    "MISSING",
+    "VERDICT_TOOL",
+    "write_verdict",
+    "write_missing",
+    "verdict_state",
     "WORKLIST_FILE",
     "ITEM_FILE",
     "CORRECTED_FILE",
@@ -118,32 +131,8 @@ __all__ = [
 TOOL_BY_METHOD = {"semiautomatic": "SlicerNNInteractive", "manual": "3D Slicer Segment Editor"}
 
 
-def utc_now() -> str:
-    """ISO 8601 UTC to the second, e.g. 2026-05-01T12:00:00Z."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temporary file in the same folder and a rename: readers see the old file or the new one."""
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def _reviewer(name: str) -> str:
-    name = name.strip()
-    if not name:
-        raise ReviewError("enter the reviewer's name before Accept")
-    if any(not ch.isprintable() for ch in name):
-        raise ReviewError("the reviewer's name must be one line of printable text")
-    return name
+    return checked_reviewer(name, "Accept")
 
 
 def _method(method: str) -> str:
@@ -200,5 +189,6 @@ def finalize_correction(folder: Path, item: dict, saved_path: Path, reviewer: st
     _method(method)
     validate_corrected_labelmap(saved_path, item)
     (folder / CORRECTION_FILE).unlink(missing_ok=True)
+    (folder / VERDICT_FILE).unlink(missing_ok=True)  # the last decision counts: a verdict saved before is replaced
     os.replace(saved_path, folder / CORRECTED_FILE)
     return write_correction(folder, item, reviewer, method)

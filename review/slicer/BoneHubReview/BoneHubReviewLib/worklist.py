@@ -22,6 +22,7 @@ from .formats import (
     required_text,
 )
 from .geometry import roi_grid
+from .verdicts import verdict_state
 
 PENDING, EXPORTED, CORRECTED = "pending", "exported", "corrected"
 TABLE_COLUMNS = ("Priority", "Series", "Bone", "Score", "Flags", "Outlier", "State")
@@ -111,7 +112,11 @@ def item_folder(export_dir: Path, entry: WorklistEntry) -> Path:
 
 
 def item_state(folder: Path) -> str:
-    """Corrected once both correction files exist (correction.json is written last), else exported or pending."""
+    """Accepted / rejected when a verdict is saved; corrected once both correction files exist (correction.json is
+    written last); else exported or pending."""
+    verdict = verdict_state(folder)
+    if verdict is not None:
+        return verdict
     if (folder / CORRECTION_FILE).is_file() and (folder / CORRECTED_FILE).is_file():
         return CORRECTED
     return EXPORTED if (folder / ITEM_FILE).is_file() else PENDING
