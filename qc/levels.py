@@ -34,7 +34,7 @@ just has fewer anchors; without anchors nothing is judged.
 
 Distances in mm in one frame for all points; ``z`` of a centroid is patient
 superior (LPS). Vertebra levels are the schema ids C1 = 1 ... L5 = 24, L6 = 25,
-S1 = 26 (T13's id, 28, is no level).
+S1 = 26 (T13's id, 194, is no level).
 """
 
 from __future__ import annotations
