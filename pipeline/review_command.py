@@ -186,6 +186,7 @@ def _verdict(args: argparse.Namespace, place) -> int:
 
     verdict = "accepted" if args.accept else "rejected" if args.reject else "missing"
     request = VerdictRequest(verdict, args.reviewer, args.reject or args.reason or "")
+    loader = SeriesLoader(place)
     if args.missing:
         if args.items or not args.series_uid or not args.structure:
             raise ReviewInputError("--missing takes --series-uid UID and --structure NAME (repeatable), no item folders")
@@ -197,7 +198,6 @@ def _verdict(args: argparse.Namespace, place) -> int:
                                    "(EXPORT/SERIES_UID/structure), not --series-uid / --structure")
         targets = [(folder, lambda folder=folder: record_item_verdict(place, folder, request, loader=loader))
                    for folder in args.items]
-    loader = SeriesLoader(place)
     failed = 0
     for name, record in targets:
         try:
