@@ -117,6 +117,8 @@ def read_manifest(uri: str | os.PathLike) -> pd.DataFrame:
     for field in fields(ManifestRow):  # manifests written before a column existed get its default
         if field.name not in frame.columns:
             frame[field.name] = field.default
+        elif isinstance(field.default, str):  # ... also in their rows merged with newer ones
+            frame[field.name] = frame[field.name].fillna(field.default)
     return frame[COLUMNS]
 
 

@@ -15,7 +15,7 @@ import SimpleITK as sitk
 
 from pipeline.cli import main
 from pipeline.inputs import volume_inputs
-from results.manifest import read_manifest, subject_from_headers
+from results.manifest import ManifestRow, merge_into_manifest, read_manifest, subject_from_headers
 
 BASELINE = "BoneHub bone threshold baseline"
 
@@ -132,3 +132,8 @@ def test_manifest_subject_columns_from_any_ct_headers_and_old_manifests(sample_c
                    "seg_sop_instance_uid": "1.2.5", "location": "", "status": "written"}]).to_parquet(old)
     (row,) = read_manifest(old).itertuples()
     assert row.source_path == "" and row.patient_age == "" and math.isnan(row.patient_height)
+    merge_into_manifest(old, [ManifestRow("1.2.6", "1.2", "s", "1", "none", "labelmap", "1.2.7", "1.2.8", "", "written",
+                                          source_path="v.nii.gz", patient_age="040Y", patient_weight=60.0)])
+    before, after = read_manifest(old).itertuples()
+    assert (before.source_path, before.patient_age, after.source_path, after.patient_age) == ("", "", "v.nii.gz", "040Y")
+    assert math.isnan(before.patient_weight) and after.patient_weight == 60.0
