@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 
 from labels.bonehub_status import BoneHubStatus, StatusOrigin, StatusReview
@@ -36,7 +37,7 @@ from labels.schema import default_schema
 from qc.results import ACCEPT, ACCEPTED, CORRECTED, MISSING, QcStatus, REJECTED, REVIEW
 from results.qc_tables import SERIES_TABLE, TABLE, output_uri
 from results.table_io import read_table
-from review.state import ReviewInputError, Verdict, head, read_corrections
+from review.state import ReviewInputError, Verdict, read_corrections
 
 
 class ProvenanceState(CodedValue):
@@ -101,8 +102,8 @@ def bone_state(qc_status: str, has_mask: bool, verdicts: Sequence[str]) -> tuple
 
 def series_states(table: pd.DataFrame, log: pd.DataFrame, series_uid: str) -> dict[str, ProvenanceState]:
     """Every structure of one series (QC's and those only reviewers name) with its state."""
-    states = _states(series_uid, table[table["series_uid"] == series_uid], log[log["series_uid"] == series_uid])
-    return {row["structure"]: ProvenanceState(row["state"]) for _, row in states.iterrows()}
+    states = _states(table[table["series_uid"] == series_uid], log[log["series_uid"] == series_uid])
+    return {structure: ProvenanceState(state) for structure, state in zip(states["structure"], states["state"])}
 
 
 def provenance_table(qc_dir: str) -> pd.DataFrame:
@@ -110,42 +111,48 @@ def provenance_table(qc_dir: str) -> pd.DataFrame:
 
     ``seg_*`` / ``sr_*`` name the series' head: the SEG holding its final label
     map (latest correction, else the consensus) and the latest QC SR.
+    Vectorised over the QC table: a collection's table has millions of rows.
     """
     table, series = read_table(output_uri(qc_dir, TABLE)), read_table(output_uri(qc_dir, SERIES_TABLE))
     if table is None or series is None:
         raise ReviewInputError(f"no QC results in {qc_dir}: run `bonehub qc` first")
     log = read_corrections(qc_dir)
     done = series[(series["status"] == "done") & series["consensus_sop_uid"].fillna("").astype(bool)]
-    frames = []
-    for _, row in done.iterrows():
-        uid = row["series_uid"]
-        states = _states(uid, table[table["series_uid"] == uid], log[log["series_uid"] == uid])
-        seg, sr = head(row, log)
-        states["study_uid"] = str(row["study_uid"])
-        states["seg_series_uid"], states["seg_sop_uid"] = seg.series_uid, seg.sop_uid
-        states["sr_series_uid"], states["sr_sop_uid"] = sr.series_uid, sr.sop_uid
-        frames.append(states)
-    if not frames:
-        return pd.DataFrame(columns=COLUMNS)
-    return pd.concat(frames, ignore_index=True)[COLUMNS]
+    heads = done.set_index("series_uid")[["study_uid", "consensus_series_uid", "consensus_sop_uid", "sr_series_uid",
+                                          "sr_sop_uid"]].rename(columns={"consensus_series_uid": "seg_series_uid",
+                                                                         "consensus_sop_uid": "seg_sop_uid"})
+    latest = log.groupby("series_uid").last()[["seg_series_uid", "seg_sop_uid", "sr_series_uid", "sr_sop_uid"]]
+    heads.update(latest)  # a series with corrections or verdicts: its latest row (as review.state.head)
+    states = _states(table[table["series_uid"].isin(heads.index)], log[log["series_uid"].isin(heads.index)])
+    return states.join(heads.astype(str), on="series_uid")[COLUMNS]
 
 
-def _states(series_uid: str, table: pd.DataFrame, log: pd.DataFrame) -> pd.DataFrame:
-    """The state rows of one series (its QC rows and log rows)."""
+def _states(table: pd.DataFrame, log: pd.DataFrame) -> pd.DataFrame:
+    """The state rows (``COLUMNS`` up to ``decided_at``) of the QC rows and log rows given, by series and schema id."""
+    qc = pd.DataFrame({"series_uid": table["series_uid"], "structure": table["bone"], "score": table["score"].astype(float),
+                       "qc_status": table["status"].astype(str), "has_mask": table["consensus_segment"].astype(int) > 0})
+    decided = (log.groupby(["series_uid", "bone"], sort=False)
+               .agg(verdicts=("verdict", list), verdict=("verdict", "last"), reviewer=("reviewer", "last"),
+                    reason=("reason", "last"), decided_at=("imported_at", "last"))
+               .reset_index().rename(columns={"bone": "structure"}))
+    rows = qc.merge(decided, on=["series_uid", "structure"], how="outer")
+    rows["qc_status"] = rows["qc_status"].fillna("")
+    rows["has_mask"] = rows["has_mask"].fillna(False).astype(bool)
+    status = rows["qc_status"]
+    automatic = np.select([status == ACCEPT, status == REVIEW, (status == QcStatus.INSUFFICIENT) & rows["has_mask"]],
+                          [ProvenanceState.AUTOMATIC_ACCEPTED, ProvenanceState.AUTOMATIC_FAILED,
+                           ProvenanceState.UNVERIFIED], default=ProvenanceState.ABSENT).astype(object)
+    rows["state"] = automatic
+    rows["bonehub_status"] = [STATE_STATUS[ProvenanceState(state)].code for state in automatic]
+    human = rows["verdicts"].notna()
+    for index in rows.index[human]:  # the few structures reviewers decided on
+        state, code = bone_state(rows.at[index, "qc_status"] or QcStatus.ABSENT, rows.at[index, "has_mask"],
+                                 rows.at[index, "verdicts"])
+        rows.at[index, "state"], rows.at[index, "bonehub_status"] = str(state), code.code
+    for column in ("verdict", "reviewer", "reason", "decided_at"):
+        rows[column] = rows[column].fillna("").astype(str)
+    rows["state"] = rows["state"].astype(str)
     schema = default_schema()
-    qc = {row["bone"]: row for _, row in table.iterrows()}
-    rows = []
-    for bone in sorted({*qc, *log["bone"]}, key=lambda name: schema[name].id):
-        mine = log[log["bone"] == bone]
-        found = qc.get(bone)
-        qc_status = "" if found is None else str(found["status"])
-        state, status = bone_state(qc_status or QcStatus.ABSENT, found is not None and int(found["consensus_segment"]) > 0,
-                                   list(mine["verdict"]))
-        last = mine.iloc[-1] if len(mine) else None
-        rows.append({
-            "series_uid": series_uid, "structure": bone, "state": str(state), "bonehub_status": status.code,
-            "score": float("nan") if found is None else float(found["score"]), "qc_status": qc_status,
-            "verdict": "" if last is None else str(last["verdict"]), "reviewer": "" if last is None else str(last["reviewer"]),
-            "reason": "" if last is None else str(last["reason"]), "decided_at": "" if last is None else str(last["imported_at"]),
-        })
-    return pd.DataFrame(rows, columns=COLUMNS[:11])
+    rows["order"] = [schema[name].id for name in rows["structure"]]
+    rows = rows.sort_values(["series_uid", "order"], kind="stable").reset_index(drop=True)
+    return rows[COLUMNS[:1] + COLUMNS[2:11]]

@@ -20,6 +20,7 @@ from dicom_io.stores import open_store
 from review.provenance import provenance_table
 from tests.review.test_review_loop import chosen_voxels, edit_mask, export, store_files, world
 from tests.review.test_slicer_logic import MODULE_DIR
+from tests.support.dciodvfy import errors_reported
 
 sys.path.insert(0, str(MODULE_DIR))
 from BoneHubReviewLib import logic as slicer_logic  # noqa: E402
@@ -130,6 +131,7 @@ def test_the_revised_sr_chain_says_each_bones_state(decided):
     for step, statuses in enumerate(said, start=1):  # each revision adds its decision, keeping the earlier ones
         made = dict(list(decided.items())[:step])
         assert statuses == qc_status | made
+    assert not errors_reported(next((run.root / "seg").rglob(f"{rows.sr_sop_uid.iloc[-1]}.dcm")))  # dciodvfy
     head = {g["bone"]: g for g in read_qc_sr(chain[0])}
     assert head[MISSING]["consensus_segment"] == 0 and head[ACCEPTED]["referenced_seg_sop_uid"] == rows.seg_sop_uid[0]
     # the worklist, from the tables and from the SRs, has none of the four any more
