@@ -142,3 +142,23 @@ def test_the_reverse_map_round_trips_for_every_schema_bone():
     assert bonehub_value("femur_left") == 710000001 and bonehub_name(710000001) == "FEMUR_LEFT"
     assert bonehub_value("rib_right_13") == 311300002 and bonehub_value("costal_cartilages") == 330000000
     assert bonehub_targets([710000001, 2101]) == {"femur_left", "vertebra_C1"}
+
+
+_PART_WORDS = {1: "PROXIMAL", 2: "SHAFT", 3: "DISTAL", 4: "BASE", 5: "HEAD", 6: "MEDIAL", 7: "LATERAL", 8: "ANTERIOR",
+               9: "POSTERIOR", 10: "BODY", 11: "ARCH", 12: "MANUBRIUM", 13: "XIPHOID_PROCESS", 20: "ILIUM", 21: "ISCHIUM",
+               22: "PUBIS"}
+_TISSUE_WORDS = {1: "CORTICAL", 2: "TRABECULAR", 3: "MEDULLARY_CAVITY"}
+
+
+def test_v2_names_spell_their_value_and_each_region_has_its_count():
+    """Checked value by value against BoneHub's 9-digit ``BoneLabelMap``: every name is STRUCTURE[_PART][_TISSUE][_SIDE]."""
+    labels = bonehub_label_set("v2").labels
+    for value, label in labels.items():
+        part, tissue, side = value // 1000 % 100, value // 10 % 100, value % 10
+        assert (part in _PART_WORDS or not part) and (tissue in _TISSUE_WORDS or not tissue) and side in (0, 1, 2), value
+        expected = labels[value // 100000 * 100000].name + "".join(
+            f"_{word}" for word in (_PART_WORDS.get(part), _TISSUE_WORDS.get(tissue), {1: "LEFT", 2: "RIGHT"}.get(side)) if word)
+        assert label.name == expected, value
+    per_region = np.bincount([value // 100000000 for value in labels], minlength=10).tolist()
+    assert per_region == [0, 54, 225, 199, 183, 291, 37, 159, 300, 4]  # head, spine, thorax, arm, hand, pelvis, leg, foot, whole body
+    assert np.bincount([value // 10 % 100 for value in labels]).tolist() == [1046, 167, 167, 72]  # whole, cortical, trabecular, medullary
