@@ -9,8 +9,10 @@ Order matters, so a bad or repeated import writes nothing:
 4. paste into the head label map (``review.roi.paste_correction``), store the
    corrected SEG (new series; the corrected segment SEMIAUTOMATIC or MANUAL with
    the reviewer as content creator; it references the SEG it was made from),
-   then the revised SR (this structure "corrected"; the SR it replaces is its
-   predecessor), then append to the corrections log.
+   then the revised SR (this structure "corrected", every structure decided on
+   before with its state's status, ``review.revision``; the SR it replaces is its
+   predecessor), then append to the corrections log, with the Dice of the
+   structure before and after (what ``bonehub review feedback`` reports).
 """
 
 from __future__ import annotations
