@@ -171,6 +171,7 @@ def measure(shape: tuple[int, int, int]) -> dict[str, float]:
     from dicom_io.ct_series import read_ct_series
     from models.augment import parse_augmentation
     from models.harmonize import to_schema
+    from models.segment import SchemaLabels
     from pipeline import staging
     from qc.assess import assess_series
     from qc.score import QcSettings
@@ -183,7 +184,7 @@ def measure(shape: tuple[int, int, int]) -> dict[str, float]:
         result["read_ct_s"] = time.perf_counter() - started
 
         area = staging.Staging(str(Path(work) / "staging"))
-        ct_uri = area.ct_uri(ct.series_instance_uid)
+        ct_uri = area.ct_uri(ct.series_instance_uid, staging.ct_fingerprint(ct))
         started = time.perf_counter()
         staging.put_ct(ct_uri, ct)
         result["stage_ct_s"] = time.perf_counter() - started
@@ -204,13 +205,13 @@ def measure(shape: tuple[int, int, int]) -> dict[str, float]:
         put_s, get_s, sizes = [], [], []
         for output in plain:
             schema_map = to_schema(stand_ins[output.source].predict(ct.volume, none), ct)  # as Predict stages it
-            uri = area.labels_uri(ct.series_instance_uid, generate_uid())
+            uri = staging.labels_uri(ct_uri, generate_uid())
             started = time.perf_counter()
-            staging.put_labels(uri, schema_map)
+            staging.put_labels(uri, SchemaLabels(schema_map))
             put_s.append(time.perf_counter() - started)
             sizes.append(Path(uri).stat().st_size)
             started = time.perf_counter()
-            read_back = staging.get_labels(uri)
+            read_back = staging.get_labels(uri).labels
             get_s.append(time.perf_counter() - started)
             if not np.array_equal(read_back, schema_map):
                 raise AssertionError(f"the staged label map of {output.source} does not read back as staged")

@@ -9,7 +9,8 @@ labels are already schema ids (e.g. decoded from a DICOM SEG).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 import highdicom as hd
@@ -24,6 +25,8 @@ class Prediction:
 
     labels: hd.Volume  # label volume on any grid in patient space
     label_set: LabelSet | None  # native label set; None = already schema ids
+    # provenance a source can vouch for per schema structure (BoneHub status codes of the labels it came from)
+    statuses: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
 
 
 @runtime_checkable

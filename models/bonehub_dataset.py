@@ -18,7 +18,7 @@ Source spec ``bonehub:ROOT[?name=..&version=..]`` (``models.sources``); ROOT is 
   the most specific structure (a label whose schema targets lie within the other's);
   labels of the same structure are united; overlapping unrelated structures are refused.
 - **Status as provenance.** Each label's BoneHub status (tags, else Subject_info, else
-  unknown) travels with the prediction (``BoneHubPrediction.statuses``: schema name ->
+  unknown) travels with the prediction (``Prediction.statuses``: schema name ->
   codes), for ``dicom_io.bonehub_provenance.stamp_statuses`` to write into the SEG.
   A label whose review failed (automatic check failed, expert rejected) or whose origin
   is "not available" does not vote: it is left out (``withheld``) and logged. A subject
@@ -36,7 +36,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -59,9 +59,8 @@ SOURCE_NAME = "BoneHub-Dataset"
 
 @dataclass(frozen=True)
 class BoneHubPrediction(Prediction):
-    """A prediction from BoneHub masks, with each structure's BoneHub statuses (provenance)."""
+    """A prediction from BoneHub masks; ``statuses`` holds each structure's BoneHub statuses (provenance)."""
 
-    statuses: Mapping[str, tuple[int, ...]] = field(default_factory=dict)  # schema name -> codes of its voting labels
     withheld: tuple[str, ...] = ()  # BoneHub labels that do not vote (failed review, not available)
     layouts: tuple[str, ...] = ()  # the layout versions of the files read
 

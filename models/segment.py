@@ -7,6 +7,8 @@ its native labels, its output grid or the augmentation.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -28,9 +30,17 @@ def augmented_ct(ct: CTSeries, augmentation: augment.Augmentation) -> CTSeries:
     return dataclasses.replace(ct, volume=augment.apply(augmentation, ct.volume, ct.series_instance_uid))
 
 
+@dataclass(frozen=True)
+class SchemaLabels:
+    """One source's result on the CT grid: schema ids, and the provenance it vouched per structure."""
+
+    labels: np.ndarray
+    statuses: Mapping[str, tuple[int, ...]] = field(default_factory=dict)  # see ``Prediction.statuses``
+
+
 def segment_ct(ct: CTSeries, model: SegmentationModel, augmentation: augment.Augmentation,
-               seen: CTSeries | None = None) -> np.ndarray:
-    """Schema-id map on ``ct``'s grid from ``model`` run on ``ct`` as seen under ``augmentation``.
+               seen: CTSeries | None = None) -> SchemaLabels:
+    """Schema-id map on ``ct``'s grid from ``model`` run on ``ct`` as seen under ``augmentation``, with its provenance.
 
     ``seen``: ``augmented_ct(ct, augmentation)`` when the caller already made it (one per
     series and augmentation, whatever the number of sources). Harmonizing happens on
@@ -40,5 +50,5 @@ def segment_ct(ct: CTSeries, model: SegmentationModel, augmentation: augment.Aug
     if not isinstance(augmentation, augment.Identity) and not sees_pixels(model):
         raise ValueError(f"{model.name} does not look at the CT, so augmentation {augmentation} cannot apply to it")
     seen = seen if seen is not None else augmented_ct(ct, augmentation)
-    schema_map = to_schema(model.predict(seen), seen)
-    return augment.invert(augmentation, schema_map, ct.volume)
+    prediction = model.predict(seen)
+    return SchemaLabels(augment.invert(augmentation, to_schema(prediction, seen), ct.volume), prediction.statuses)

@@ -58,7 +58,10 @@ def parse_source_spec(text: str) -> SourceSpec:
     kind = kind.strip().lower()
     if kind not in _BUILDERS:
         raise SourceSpecError(f"source {text!r}: unknown kind {kind!r}; known: {', '.join(sorted(_BUILDERS))}")
-    params = dict(parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query)))
+    try:
+        params = dict(parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query)))
+    except ValueError as error:
+        raise SourceSpecError(f"source {text!r}: bad parameters after '?': {error}") from None
     return SourceSpec(kind, target.strip(), params, text)
 
 
@@ -70,6 +73,10 @@ def build_source(text: str) -> SegmentationModel:
     except SourceSpecError as error:
         if spec.text in str(error):
             raise
+        raise SourceSpecError(f"source {spec.text!r}: {error}") from None
+    except BoneHubInputError:
+        raise
+    except ValueError as error:  # an adapter refusing its task or parameters is a bad spec too
         raise SourceSpecError(f"source {spec.text!r}: {error}") from None
     unknown = set(spec.params) - _consumed(spec)
     if unknown:

@@ -1,4 +1,4 @@
-"""``bonehub`` command line: one subcommand per job; a one-line reason and exit code 2 on bad input."""
+"""``bonehub`` command line: one subcommand per job; a one-line reason on bad input; exit status as in ``exit_status``."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 from dicom_io.seg_writer import SegType
 from labels.errors import BoneHubInputError
 from labels.label_sets import packaged_label_sets
+from pipeline import exit_status
 from pipeline.qc_command import add_qc_arguments, add_qc_settings_arguments
 from pipeline.review_command import add_review_commands
 from pipeline.segment_command import add_job_arguments
@@ -128,19 +129,23 @@ def _add_sample_command(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _segment(args: argparse.Namespace) -> None:
-    from pipeline.qc_command import qc_settings, run_qc_from_args
-    from pipeline.segment_command import run_from_args
+    from pipeline.qc_command import qc_dir, qc_settings, run_qc_from_args
+    from pipeline.segment_command import manifest_uri, run_from_args
 
     qc = qc_settings(args) if args.command == "run" else None  # a bad QC setting fails before any segmentation
-    series = run_from_args(args)
-    if qc is not None:
-        run_qc_from_args(args, series, qc)
+    stage1 = run_from_args(args, qc_folder=qc_dir(args, manifest_uri(args)) if qc is not None else None)
+    failed = stage1.failed
+    if qc is not None and stage1.stored:
+        failed += run_qc_from_args(args, stage1.series_uids, qc)
+    if failed:
+        raise exit_status.SomeItemsFailed(failed, "item(s)")
 
 
 def _qc(args: argparse.Namespace) -> None:
     from pipeline.qc_command import run_qc_from_args
 
-    run_qc_from_args(args)
+    if failed := run_qc_from_args(args):
+        raise exit_status.SomeItemsFailed(failed, "series")
 
 
 def _review(args: argparse.Namespace) -> None:
@@ -197,8 +202,11 @@ def main(argv: list[str] | None = None) -> int:
         args.handler(args)
     except INPUT_ERRORS as error:
         print(f"bonehub: error: {' '.join(str(error).split())}", file=sys.stderr)
-        return 2
-    return 0
+        return exit_status.BAD_INPUT
+    except exit_status.SomeItemsFailed as failure:
+        print(f"bonehub: {failure}", file=sys.stderr)
+        return exit_status.SOME_FAILED
+    return exit_status.OK
 
 
 if __name__ == "__main__":

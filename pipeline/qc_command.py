@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dicom_io.cache import default_cache_dir
 from dicom_io.seg_writer import SegType
-from pipeline.segment_command import DEFAULT_OUT, JobInputError, manifest_uri, store_uri
+from pipeline.segment_command import DEFAULT_OUT, JobInputError, check_outputs, manifest_uri, run_cache_dir, store_uri
 from results.blobs import join
 
 
@@ -34,7 +33,7 @@ def add_qc_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--manifest", help="Stage 1 manifest listing the SEGs (default: OUT/manifest.parquet)")
     parser.add_argument("--series-uid", action="append", help="only these CT series (repeatable)")
     parser.add_argument("--ct-folder", type=Path, help="read the CT series from this folder instead of where the manifest says")
-    parser.add_argument("--cache-dir", type=Path, help="where fetched CT series are kept (default: a folder under the system temp dir)")
+    parser.add_argument("--cache-dir", type=Path, help="where fetched CT series are kept (default: the one `bonehub segment` used for the same --out)")
     parser.add_argument("--idc-endpoint", help="S3 endpoint for IDC downloads (default: idc-index's)")
     add_qc_settings_arguments(parser)
 
@@ -75,8 +74,9 @@ def qc_dir(args: argparse.Namespace, manifest: str) -> str:
     return join(folder, "qc")
 
 
-def run_qc_from_args(args: argparse.Namespace, series_uids: list[str] | None = None, settings=None) -> None:
-    """Run Stage 2 over the manifest's SEGs (of ``series_uids`` or ``--series-uid`` when given) and print a summary.
+def run_qc_from_args(args: argparse.Namespace, series_uids: list[str] | None = None, settings=None) -> int:
+    """Run Stage 2 over the manifest's SEGs (of ``series_uids`` or ``--series-uid`` when given), print a summary,
+    and return how many series failed.
 
     ``settings``: the ``QcSettings`` when the caller checked them already (``run`` does, before Stage 1).
     """
@@ -98,8 +98,10 @@ def run_qc_from_args(args: argparse.Namespace, series_uids: list[str] | None = N
         consensus_seg_type=args.consensus_seg_type,
         ct_folder=str(args.ct_folder) if getattr(args, "ct_folder", None) else None,
         idc_endpoint_url=args.idc_endpoint,
-        cache_dir=str(args.cache_dir or default_cache_dir()),
+        cache_dir=str(run_cache_dir(args)),
     )
+    if series_uids is None:  # `bonehub run` checked these before Stage 1
+        check_outputs(args, run_cache_dir(args), settings.qc_dir)
     series = sorted({s.series_uid for s in segs})
     print(f"QC of {len(series)} series from {len(segs)} SEGs -> {settings.qc_dir}")
     run_qc_job(segs, settings, args.beam_args)
@@ -117,3 +119,4 @@ def run_qc_from_args(args: argparse.Namespace, series_uids: list[str] | None = N
         for skipped in filter(None, row.skipped.split(";")):
             print(f"  left out in series {row.series_uid}: {skipped}")
     print(f"QC report: {output_uri(settings.qc_dir, REPORT)}")
+    return int((mine["status"] == "failed").sum())

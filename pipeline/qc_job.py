@@ -35,7 +35,7 @@ from qc.results import TABLE_COLUMNS
 from qc.score import QcSettings
 from results.blobs import write_bytes
 from results.members import StoredSeg
-from results.qc_tables import REPORT, SERIES_TABLE, TABLE, output_uri
+from results.qc_tables import REPORT, REVIEW_LABELS, SERIES_TABLE, TABLE, output_uri
 from results.series_ref import LOCAL, SeriesRef
 from results.table_io import merge_table, read_table, update_table
 
@@ -101,7 +101,8 @@ def write_qc_outputs(outcomes: Sequence[SeriesOutcome], settings: QcJobSettings)
                  lambda _: model_comparison(read_table(output_uri(settings.qc_dir, TABLE))))
     snapshots = [p for o in outcomes for p in o.snapshots]
     with tempfile.TemporaryDirectory() as folder:
-        local = write_report(table, snapshots, Path(folder) / REPORT, settings_text=settings.qc.describe())
+        local = write_report(table, snapshots, Path(folder) / REPORT, settings_text=settings.qc.describe(),
+                             review_labels=read_table(output_uri(settings.qc_dir, REVIEW_LABELS)))
         write_bytes(output_uri(settings.qc_dir, REPORT), local.read_bytes(), content_type="text/html")
     log.info("QC tables and report in %s: %d series this run, %d structures in the table", settings.qc_dir,
              len(outcomes), len(table))

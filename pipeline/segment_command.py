@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -64,7 +65,7 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--out", default=DEFAULT_OUT,
                      help=f"store for the SEGs: folder, gs://bucket/prefix or DICOMweb URL (default: {DEFAULT_OUT})")
     out.add_argument("--manifest", help="manifest parquet (local or gs://; default: OUT/manifest.parquet for a folder or gs:// store)")
-    out.add_argument("--cache-dir", type=Path, help="where fetched series are kept (default: a folder under the system temp dir)")
+    out.add_argument("--cache-dir", type=Path, help="where fetched series are kept (default: a folder under the system temp dir named after --out, shared by segment, qc and review of that output)")
     out.add_argument("--staging", metavar="FOLDER_OR_GS",
                      help="where read CTs and label maps wait between the CPU and GPU steps, and are kept for a rerun "
                           "after a failure (pipeline/staging.py; default: CACHE_DIR/staging; gs://... on Dataflow: "
@@ -84,8 +85,20 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
                             "options in its first line) to PATH and run nothing")
 
 
-def run_from_args(args: argparse.Namespace) -> list[str]:
-    """Run Stage 1 as the arguments say, print a summary; return the UIDs of the series it covered."""
+@dataclass(frozen=True)
+class Stage1Summary:
+    """What a Stage 1 command did: the series it covered, its outputs in the store, and what failed."""
+
+    series_uids: list[str]
+    stored: int  # outputs written or found in the store
+    failed: int  # outputs that failed, and input volumes that could not be used
+
+
+def run_from_args(args: argparse.Namespace, qc_folder: str | None = None) -> Stage1Summary:
+    """Run Stage 1 as the arguments say and print a summary.
+
+    Every output location (``qc_folder`` too, for ``bonehub run``) is checked before any work.
+    """
     from models.sources import build_source
     from pipeline.dataflow import accelerators, runs_on_dataflow, write_pipeline_proto
     from pipeline.segment_job import run_segment_job, segment_pipeline
@@ -96,8 +109,7 @@ def run_from_args(args: argparse.Namespace) -> list[str]:
     if args.dry_run_proto and args.command != "segment":
         raise JobInputError("--dry-run-proto writes Stage 1's pipeline: use it with bonehub segment")
     dataflow = _dataflow_profile(args) if runs_on_dataflow(args.beam_args) else None
-    cache_dir = args.cache_dir or default_cache_dir()
-    series, bad_inputs = _series_refs(args, cache_dir)
+    cache_dir = run_cache_dir(args)
     sources = tuple(SourceInfo.of(spec, build_source(spec)) for spec in dict.fromkeys(args.source))
     try:
         augmentations = tuple(canonical_augmentations(args.augment))
@@ -111,6 +123,9 @@ def run_from_args(args: argparse.Namespace) -> list[str]:
     )
     if dataflow is not None:
         _check_dataflow_locations(settings)
+    if not args.dry_run_proto:  # a dry run writes only the pipeline, offline
+        check_outputs(args, cache_dir, qc_folder)
+    series, bad_inputs = _series_refs(args, cache_dir)
     planned = [task for ref in series for task in plan_outputs(ref, sources, augmentations, args.seg_type)]
     print(f"{len(series)} series x {len(sources)} sources x {len(augmentations)} augmentations "
           f"({', '.join(augmentations)}): {len(planned)} outputs -> {settings.store_uri}")
@@ -121,8 +136,7 @@ def run_from_args(args: argparse.Namespace) -> list[str]:
         hinted = accelerators(proto)
         print(f"wrote {args.dry_run_proto}: the pipeline, not run; "
               + (f"accelerator {next(iter(hinted.values()))} on {', '.join(sorted(hinted))}" if hinted else "no accelerator"))
-        _refuse_bad_inputs(bad_inputs)
-        return [ref.series_uid for ref in series]
+        return Stage1Summary([ref.series_uid for ref in series], 0, len(bad_inputs))
     run_segment_job(series, settings, args.beam_args, dataflow)
 
     manifest = read_manifest(settings.manifest_uri)
@@ -133,15 +147,26 @@ def run_from_args(args: argparse.Namespace) -> list[str]:
     print(f"manifest {settings.manifest_uri}: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("written", "exists", "failed")))
     for row in mine[mine["status"] == FAILED].itertuples():
         print(f"  failed: series {row.series_instance_uid} | {row.source} | {row.augmentation}: {row.error}")
-    _refuse_bad_inputs(bad_inputs)
-    return [ref.series_uid for ref in series]
+    return Stage1Summary([ref.series_uid for ref in series], counts.get("written", 0) + counts.get("exists", 0),
+                         counts.get(FAILED, 0) + len(bad_inputs))
 
 
-def _refuse_bad_inputs(bad_inputs: list[str]) -> None:
-    """End the command with an input error when some volume files could not be used (each named on stderr)."""
-    if bad_inputs:
-        raise JobInputError(f"{len(bad_inputs)} input volume(s) could not be used (each named above); "
-                            "the other series ran")
+def check_outputs(args: argparse.Namespace, cache_dir: Path, qc_folder: str | None = None) -> None:
+    """Every place the command writes is writable (store, manifest, cache, QC folder): a bad one fails in a second."""
+    from dicom_io.stores import open_store
+    from dicom_io.stores.preflight import check_local_folder, check_output_store
+
+    check_output_store(open_store(args.out))
+    manifest = manifest_uri(args)
+    folders = [(manifest.rsplit("/", 1)[0] if manifest.startswith("gs://") else str(Path(manifest).parent), "manifest folder"),
+               (str(cache_dir), "cache folder"), (qc_folder, "QC folder")]
+    for folder, what in folders:
+        if folder is None:
+            continue
+        if folder.startswith("gs://"):
+            check_output_store(open_store(folder))
+        else:
+            check_local_folder(folder, what)
 
 
 def _dataflow_profile(args: argparse.Namespace) -> DataflowProfile:
@@ -199,6 +224,11 @@ def _series_refs(args: argparse.Namespace, cache_dir: Path) -> tuple[list, list[
     series_uids = list(args.idc_series or []) + (read_uid_csv(args.idc_csv) if args.idc_csv else [])
     return idc_series(collection_id=args.idc_collection, patient_ids=args.idc_patient, study_uids=args.idc_study,
                       series_uids=series_uids or None), []
+
+
+def run_cache_dir(args: argparse.Namespace) -> Path:
+    """``--cache-dir``, else the cache of the runs into this output store (the same for segment, qc and review)."""
+    return Path(args.cache_dir) if args.cache_dir else default_cache_dir(output=store_uri(args.out))
 
 
 def store_uri(out: str) -> str:

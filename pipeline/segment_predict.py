@@ -18,7 +18,6 @@ from apache_beam.utils.shared import Shared
 from pipeline import staging
 from pipeline.segment_steps import FAILED_TAG, PredictedSeries, SegmentSettings, StagedOutput, StagedSeries
 from pipeline.stage1 import OutputTask, failed, predict_output
-from pipeline.staging import Staging
 from results.manifest import ManifestRow
 
 log = logging.getLogger("bonehub.segment")
@@ -84,10 +83,9 @@ class Predict(beam.DoFn):
         self.sources = self._shared.acquire(LoadedSources)
 
     def process(self, series: StagedSeries) -> Iterator:
-        area = Staging(self.settings.staging_uri)
         done, to_run = [], []
         for task in series.tasks:
-            uri = area.labels_uri(task.series.series_uid, task.seg_uids[1])
+            uri = staging.labels_uri(series.ct_uri, task.seg_uids[1])
             if staging.is_staged(uri):
                 log.info("%s: label map staged before, %s", task.describe(), uri)
                 done.append(StagedOutput(task, uri, 0.0))
@@ -126,9 +124,9 @@ class Predict(beam.DoFn):
                     seen[task.augmentation] = augmented_ct(ct, parse_augmentation(task.augmentation))
                 view = seen[task.augmentation]
             step = "predict"
-            schema_map = predict_output(task, ct, model, view)
+            result = predict_output(task, ct, model, view)
             step = "stage labels"
-            staging.put_labels(uri, schema_map)
+            staging.put_labels(uri, result)
         except Exception as error:  # a crashed model fails this output only
             log.debug("%s: traceback of the failure", task.describe(), exc_info=True)
             return failed(task, step, error, started)

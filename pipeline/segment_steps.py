@@ -111,7 +111,11 @@ class PredictedSeries:
 
 
 class StageSeries(beam.DoFn):
-    """Fetch one series, read and check it, and stage it for the GPU step; a CT staged before is used as is."""
+    """Fetch one series, read and check it, and stage it for the GPU step.
+
+    A CT staged before with the same content is used as is; what was staged for other pixels under the
+    same series UID is removed first (``staging`` keys objects by ``ct_fingerprint``).
+    """
 
     def __init__(self, settings: SegmentSettings):
         self.settings = settings
@@ -124,19 +128,24 @@ class StageSeries(beam.DoFn):
         started = time.perf_counter()
         step = "stage"
         try:
-            ct_uri = Staging(self.settings.staging_uri).ct_uri(series_uid)
+            step = "fetch"
+            folder = fetch_series(tasks[0].series, self.settings.cache_dir, idc_endpoint_url=self.settings.idc_endpoint_url)
+            step = "read CT"
+            ct = read_ct_series(folder, series_uid)
+            step = "stage"
+            area = Staging(self.settings.staging_uri)
+            fingerprint = staging.ct_fingerprint(ct)
+            ct_uri = area.ct_uri(series_uid, fingerprint)
+            for stale in area.stale(series_uid, fingerprint):
+                log.warning("series %s: %s was staged from other pixels under the same UIDs; removed, made again",
+                            series_uid, stale)
+                staging.discard(stale)
             if staging.is_staged(ct_uri):
                 log.info("series %s: staged before, %s", series_uid, ct_uri)
             else:
-                step = "fetch"
-                folder = fetch_series(tasks[0].series, self.settings.cache_dir,
-                                      idc_endpoint_url=self.settings.idc_endpoint_url)
-                step = "read CT"
-                ct = read_ct_series(folder, series_uid)
-                step = "stage"
                 staging.put_ct(ct_uri, ct)
-                if not self.settings.keep_downloads and tasks[0].series.kind != LOCAL:
-                    shutil.rmtree(folder, ignore_errors=True)
+            if not self.settings.keep_downloads and tasks[0].series.kind != LOCAL:
+                shutil.rmtree(folder, ignore_errors=True)
         except Exception as error:
             for task in tasks:
                 yield beam.pvalue.TaggedOutput(FAILED_TAG, failed(task, step, error, started))
@@ -188,9 +197,9 @@ class EncodeAndStore(beam.DoFn):
         began = time.perf_counter() - output.seconds
         step = "read staged labels"
         try:
-            schema_map = staging.get_labels(output.labels_uri)
+            result = staging.get_labels(output.labels_uri)
             step = "encode"
-            return output, encode_output(output.task, ct, schema_map), schema_map, began
+            return output, encode_output(output.task, ct, result), result.labels, began
         except StagingMissingError as error:  # a retried bundle: a first attempt may have stored it and cleared up
             return self._stored_before(output.task) or failed(output.task, step, error, began)
         except Exception as error:

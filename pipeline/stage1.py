@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from pydicom.dataset import Dataset
 
+from dicom_io.bonehub_provenance import stamp_statuses
 from dicom_io.ct_series import CTSeries
 from dicom_io.provenance import SegmentationSource, segmentation_uids
 from dicom_io.seg_writer import write_seg
@@ -28,7 +29,7 @@ from dicom_io.vocabulary import encode_vocabulary
 from labels.label_sets import present_values
 from models.augment import parse_augmentation
 from models.base import SegmentationModel, vocabulary
-from models.segment import sees_pixels, segment_ct
+from models.segment import SchemaLabels, sees_pixels, segment_ct
 from results.manifest import EXISTS, FAILED, WRITTEN, ManifestRow
 from results.series_ref import SeriesRef
 
@@ -120,7 +121,7 @@ def failed(task: OutputTask, step: str, error: BaseException | str, started: flo
     return task.row(FAILED, error=reason, seconds=time.perf_counter() - started if started else 0.0)
 
 
-def predict_output(task: OutputTask, ct: CTSeries, model: SegmentationModel, seen: CTSeries | None = None) -> np.ndarray:
+def predict_output(task: OutputTask, ct: CTSeries, model: SegmentationModel, seen: CTSeries | None = None) -> SchemaLabels:
     """The schema label map of one output on ``ct``'s grid; raises what the source raises.
 
     ``seen``: the augmented CT when the caller shares it between the sources of a series.
@@ -129,9 +130,12 @@ def predict_output(task: OutputTask, ct: CTSeries, model: SegmentationModel, see
     return segment_ct(ct, model, parse_augmentation(task.augmentation), seen)
 
 
-def encode_output(task: OutputTask, ct: CTSeries, schema_map: np.ndarray) -> Dataset:
-    """One output's label map as a SEG on ``ct``, with the UIDs and provenance of ``task``; raises on failure."""
-    return write_seg(schema_map, ct, task.provenance, seg_type=task.seg_type)
+def encode_output(task: OutputTask, ct: CTSeries, result: SchemaLabels) -> Dataset:
+    """One output's label map as a SEG on ``ct``, with the UIDs and provenance of ``task`` and the statuses its
+    source vouched per structure (BoneHub masks); raises on failure."""
+    seg = write_seg(result.labels, ct, task.provenance, seg_type=task.seg_type)
+    stamp_statuses(seg, result.statuses)
+    return seg
 
 
 def written(task: OutputTask, location: str, schema_map: np.ndarray, started: float) -> ManifestRow:

@@ -26,8 +26,12 @@ def write_bytes(uri: str, data: bytes, content_type: str = "application/octet-st
     path = Path(uri)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    partial.write_bytes(data)
-    os.replace(partial, path)
+    try:
+        partial.write_bytes(data)
+        os.replace(partial, path)
+    except BaseException:  # a full disk, a kill: the object keeps its old version and no partial copy stays
+        partial.unlink(missing_ok=True)
+        raise
 
 
 def read_versioned(uri: str) -> tuple[bytes | None, int]:
@@ -83,6 +87,17 @@ def delete(uri: str) -> None:
             pass
         return
     Path(uri).unlink(missing_ok=True)
+
+
+def list_uris(prefix: str) -> list[str]:
+    """Every object under the folder or ``gs://`` prefix ``prefix``, sorted (none when it does not exist)."""
+    if prefix.startswith("gs://"):
+        bucket, _, name = prefix.removeprefix("gs://").partition("/")
+        from dicom_io.stores import gcs_client
+
+        return sorted(f"gs://{bucket}/{blob.name}" for blob in gcs_client().list_blobs(bucket, prefix=name.rstrip("/") + "/"))
+    root = Path(prefix)
+    return sorted(str(path) for path in root.rglob("*") if path.is_file()) if root.is_dir() else []
 
 
 def join(root: str, *parts: str) -> str:

@@ -85,7 +85,7 @@ def test_single_source_and_a_series_without_usable_seg(tmp_path, sample_dir, sam
     rows = [_store_seg(store, sample_schema_maps[FULL], sample_ct, "full", sample_dir / "ct"),
             # the other series' only SEG belongs to the sample series: nothing usable is left for it
             _store_seg(store, sample_schema_maps[FULL], sample_ct, "misfiled", other_folder, series_uid=OTHER_SERIES)]
-    assert _qc(tmp_path, rows) == 0
+    assert _qc(tmp_path, rows) == 3  # one series failed
     out = capsys.readouterr().out
     assert "QC: 1 series done, 1 failed" in out
     assert f"failed: series {OTHER_SERIES}: read SEGs: no usable SEG: misfiled 1" in out

@@ -48,7 +48,7 @@ def test_failures_are_isolated_named_and_retried_on_rerun(three_series, sample_d
             "--source", f"plugin:tests.support.crashing_source:CrashingSource?calls={calls}",
             "--augment", "rotate(0,0,5)",
             "--out", store, "--manifest", manifest_path, "--cache-dir", tmp_path / "cache"]
-    assert _run(*args) == 0
+    assert _run(*args) == 3  # finished, some outputs failed
     printed = capsys.readouterr().out
     assert "3 series x 3 sources x 2 augmentations (none, rotate(0,0,5)): 15 outputs" in printed
 
@@ -91,7 +91,7 @@ def test_failures_are_isolated_named_and_retried_on_rerun(three_series, sample_d
     # A rerun writes nothing new, touches nothing written, and retries exactly the failures.
     calls_before = calls.read_text().splitlines()
     assert sorted(calls_before) == sorted([sample_uid, sample_uid, COPY_SERIES, COPY_SERIES])
-    assert _run(*args) == 0
+    assert _run(*args) == 3  # the failures fail again
     rerun = pd.read_parquet(manifest_path)
     assert len(rerun) == 15
     assert {p: mtime for p, mtime in _seg_files(store).items() if p.stem not in qc_outputs} == files

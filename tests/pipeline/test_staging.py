@@ -19,6 +19,7 @@ import pytest
 from dicom_io.ct_archive import ct_from_bytes, ct_to_bytes
 from dicom_io.errors import DicomInputError
 from dicom_io.stores import open_store
+from models.segment import SchemaLabels
 from pipeline import staging
 from pipeline.cli import main
 from pipeline.inputs import local_series, store_series
@@ -49,8 +50,9 @@ def test_staged_ct_is_the_series_as_read(sample_ct, tmp_path):
     _same_ct(fractional, ct_from_bytes(ct_to_bytes(fractional)))
 
     area = Staging(str(tmp_path / "staging"))
-    uri = area.ct_uri(sample_ct.series_instance_uid)
-    assert uri == str(tmp_path / "staging" / sample_ct.series_instance_uid / "ct.npz")
+    fingerprint = staging.ct_fingerprint(sample_ct)
+    uri = area.ct_uri(sample_ct.series_instance_uid, fingerprint)
+    assert uri == str(tmp_path / "staging" / sample_ct.series_instance_uid / fingerprint / "ct.npz")
     staging.put_ct(uri, sample_ct)
     _same_ct(sample_ct, staging.get_ct(uri))
     staging.discard(uri)
@@ -63,16 +65,18 @@ def test_staged_ct_is_the_series_as_read(sample_ct, tmp_path):
     with pytest.raises(DicomInputError, match=f"{uri} is not a staged CT"):
         staging.get_ct(uri)
     with pytest.raises(ValueError, match="SeriesInstanceUID"):
-        area.ct_uri("../../etc")
+        area.ct_uri("../../etc", fingerprint)
 
 
 def test_labels_round_trip_compressed(sample_ct, tmp_path):
     labels = np.zeros(sample_ct.volume.spatial_shape, dtype=np.uint16)
     labels[5:9, 20:40, 30:60] = 301
-    uri = Staging(str(tmp_path)).labels_uri(sample_ct.series_instance_uid, "1.2.826.0.1.3680043.8.498.5")
-    staging.put_labels(uri, labels)
+    ct_uri = Staging(str(tmp_path)).ct_uri(sample_ct.series_instance_uid, staging.ct_fingerprint(sample_ct))
+    uri = staging.labels_uri(ct_uri, "1.2.826.0.1.3680043.8.498.5")
+    staging.put_labels(uri, SchemaLabels(labels, {"femur_left": (33, 10)}))
     back = staging.get_labels(uri)
-    assert back.dtype == labels.dtype and np.array_equal(back, labels)
+    assert back.labels.dtype == labels.dtype and np.array_equal(back.labels, labels)
+    assert back.statuses == {"femur_left": (33, 10)}
     assert Path(uri).stat().st_size < labels.nbytes / 20
 
 
@@ -83,12 +87,12 @@ def test_rerun_after_a_failed_store_uses_the_staged_label_maps(sample_dir, sampl
     store.mkdir()
     (store / sample_ct.study_instance_uid).write_text("in the way")  # the store cannot make the study's folder
 
-    assert main(args) == 0
+    assert main(args) == 3
     manifest = pd.read_parquet(store / "manifest.parquet")
     assert len(manifest) == 2 and set(manifest.status) == {"failed"}
     assert all(error.startswith("store: NotADirectoryError") for error in manifest.error)
     assert calls.read_text().splitlines() == [sample_ct.series_instance_uid] * 2
-    series_dir = staged / sample_ct.series_instance_uid
+    series_dir = staged / sample_ct.series_instance_uid / staging.ct_fingerprint(sample_ct)
     assert sorted(p.name for p in series_dir.iterdir()) == sorted(
         ["ct.npz", *(f"{uid}.labels.npz" for uid in manifest.seg_sop_instance_uid)])
 
@@ -128,10 +132,10 @@ def test_a_retried_encode_step_reports_what_its_first_attempt_stored(sample_dir,
                                staging_uri=str(tmp_path / "staging"))
     task = OutputTask(ref, SourceInfo("baseline", "Baseline", "1", True), "none", "labelmap")
     (staged,) = StageSeries(settings).process((ref.series_uid, [task]))
-    labels_uri = Staging(settings.staging_uri).labels_uri(ref.series_uid, task.seg_uids[1])
+    labels_uri = staging.labels_uri(staged.ct_uri, task.seg_uids[1])
     labels = np.zeros(sample_ct.volume.spatial_shape, dtype=np.uint16)
     labels[10:20, 30:60, 40:80] = 1  # schema id 1: any structure will do
-    staging.put_labels(labels_uri, labels)
+    staging.put_labels(labels_uri, SchemaLabels(labels))
     predicted = PredictedSeries(staged.ct_uri, (StagedOutput(task, labels_uri, 1.0),), complete=True)
 
     encode = EncodeAndStore(settings)
@@ -149,3 +153,32 @@ def test_a_retried_encode_step_reports_what_its_first_attempt_stored(sample_dir,
     Path(first.location.removeprefix("file://")).unlink()  # not stored after all: a real failure, named
     (lost,) = encode.process(predicted)
     assert lost.status == "failed" and lost.error.startswith("read staged labels: StagingMissingError")
+
+
+def test_new_pixels_under_the_same_uids_are_never_segmented_from_the_old_staged_ct(sample_dir, sample_ct, tmp_path, caplog):
+    """A failed store leaves the CT and label maps staged; the series is then re-exported as all air, same UIDs."""
+    ct, store, staged = tmp_path / "ct", tmp_path / "seg", tmp_path / "staging"
+    ct.mkdir()
+    for path in sorted((sample_dir / "ct").iterdir()):
+        (ct / path.name).write_bytes(path.read_bytes())
+    args = ["segment", "--dicom-folder", str(ct), "--source", "baseline", "--out", str(store), "--staging", str(staged),
+            "--cache-dir", str(tmp_path / "cache")]
+    store.mkdir()
+    (store / sample_ct.study_instance_uid).write_text("in the way")  # the first run cannot store its SEG
+    main(args)
+    bone_staged = sorted(staged.rglob("*.labels.npz"))
+    assert len(bone_staged) == 1 and staging.get_labels(str(bone_staged[0])).labels.any()
+
+    for path in ct.iterdir():  # the same UIDs, now nothing but air
+        ds = pydicom.dcmread(path)
+        air = (-1000 - float(ds.RescaleIntercept)) / float(ds.RescaleSlope)
+        ds.PixelData = np.full((ds.Rows, ds.Columns), air, dtype=ds.pixel_array.dtype).tobytes()
+        ds.save_as(path)
+    (store / sample_ct.study_instance_uid).unlink()
+    caplog.set_level(logging.WARNING, logger="bonehub.segment")
+    main(args)
+    manifest = pd.read_parquet(store / "manifest.parquet")
+    (error,) = manifest.error  # the air CT has no bone: no SEG, instead of the old pixels' SEG full of bone
+    assert "EmptySegmentationError" in error and not any(store.rglob("*.dcm"))
+    assert any("staged from other pixels" in r.getMessage() for r in caplog.records)
+    assert not bone_staged[0].exists()
