@@ -40,7 +40,7 @@ def test_idc_series_are_downloaded_segmented_and_a_missing_one_is_named(moto_s3,
     args = ["run", "--idc-series", present.series_uid, "--idc-series", absent.series_uid,
             "--idc-endpoint", moto_s3.endpoint_url, "--source", "baseline",
             "--out", str(out), "--cache-dir", str(tmp_path / "cache")]
-    assert main(args) == 0
+    assert main(args) == 3  # finished; the missing series failed
     manifest = pd.read_parquet(out / "manifest.parquet").set_index("series_instance_uid")
     assert manifest.loc[present.series_uid, "status"] == "written"
     assert manifest.loc[present.series_uid, "study_instance_uid"] == present.study_uid
@@ -49,7 +49,7 @@ def test_idc_series_are_downloaded_segmented_and_a_missing_one_is_named(moto_s3,
     assert failure.error.startswith(f"fetch: IdcDownloadError: series {absent.series_uid}: expected {absent.instance_count} instances")
     assert len(list((tmp_path / "cache" / present.series_uid).glob("*.dcm"))) == present.instance_count
 
-    assert main(args) == 0  # rerun: the written output exists, only the missing series is tried again
+    assert main(args) == 3  # rerun: the written output exists, only the missing series is tried again
     rerun = pd.read_parquet(out / "manifest.parquet").set_index("series_instance_uid")
     assert rerun.loc[present.series_uid, "status"] == "exists"
     assert rerun.loc[absent.series_uid, "status"] == "failed"

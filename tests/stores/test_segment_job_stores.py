@@ -84,10 +84,13 @@ def test_gcs_output_manifest_and_staging(gcs_bucket, sample_dir, sample_ct, tmp_
 
 def test_staged_objects_in_a_bucket(gcs_bucket, sample_ct):
     area = Staging(f"gs://{gcs_bucket}/checkpoints/staging/")
-    ct_uri = area.ct_uri(sample_ct.series_instance_uid)
-    assert ct_uri == f"gs://{gcs_bucket}/checkpoints/staging/{sample_ct.series_instance_uid}/ct.npz"
+    fingerprint = staging.ct_fingerprint(sample_ct)
+    ct_uri = area.ct_uri(sample_ct.series_instance_uid, fingerprint)
+    assert ct_uri == f"gs://{gcs_bucket}/checkpoints/staging/{sample_ct.series_instance_uid}/{fingerprint}/ct.npz"
+    assert area.stale(sample_ct.series_instance_uid, fingerprint) == []
     assert not staging.is_staged(ct_uri)
     staging.put_ct(ct_uri, sample_ct)
+    assert area.stale(sample_ct.series_instance_uid, "0" * 16) == [ct_uri]  # other pixels would not reuse it
     back = staging.get_ct(ct_uri)
     assert back.volume.array.dtype == sample_ct.volume.array.dtype
     assert np.array_equal(back.volume.array, sample_ct.volume.array) and list(back.datasets) == list(sample_ct.datasets)
