@@ -1,8 +1,9 @@
 """Which package may import which (docs/architecture.md), checked on every import statement of the packages.
 
 Arrows point one way: labels <- dicom_io <- models; qc imports only labels; results imports labels,
-dicom_io and qc; review imports those and results; pipeline imports everything. Torch and the
-libraries built on it are imported only under ``models/``, Apache Beam only under ``pipeline/``.
+dicom_io and qc; review imports those and results; dataset (the curated export) imports those and
+review; pipeline imports everything. Torch and the libraries built on it are imported only under
+``models/``, Apache Beam only under ``pipeline/``.
 ``review/slicer/`` (the 3D Slicer module) is part of review; ``sr_templates`` is data any package may
 read; ``bench/`` and ``tests/`` are not checked, and no package may import them.
 
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from tests.conftest import REPO_ROOT
 
-OURS_CHECKED = ("labels", "dicom_io", "models", "qc", "results", "review", "pipeline")
+OURS_CHECKED = ("labels", "dicom_io", "models", "qc", "results", "review", "dataset", "pipeline")
 ALLOWED = {
     "labels": set(),
     "dicom_io": {"labels"},
@@ -29,7 +30,8 @@ ALLOWED = {
     "qc": {"labels"},
     "results": {"labels", "dicom_io", "qc"},
     "review": {"labels", "dicom_io", "qc", "results"},
-    "pipeline": {"labels", "dicom_io", "models", "qc", "results", "review"},
+    "dataset": {"labels", "dicom_io", "qc", "results", "review"},
+    "pipeline": {"labels", "dicom_io", "models", "qc", "results", "review", "dataset"},
 }
 DATA = {"sr_templates"}  # read by any package (importlib.resources)
 NEVER = {"bench", "tests"}  # no package imports these
