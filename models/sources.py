@@ -144,8 +144,11 @@ class _TableLocator:
             raise SourceSpecError(f"precomputed table {table}: {error.strerror or error}") from None
         if rows and not {"series_uid", "path"} <= set(rows[0]):
             raise SourceSpecError(f"precomputed table {table}: needs columns series_uid,path; has {', '.join(rows[0])}")
+        uids = [row["series_uid"].strip() for row in rows]
+        if repeated := sorted({uid for uid in uids if uids.count(uid) > 1}):  # the last row must not win silently
+            raise SourceSpecError(f"precomputed table {table}: series listed more than once: {', '.join(repeated)}")
         self.table = table
-        self.files = {row["series_uid"].strip(): table.parent / row["path"].strip() for row in rows}
+        self.files = {uid: table.parent / row["path"].strip() for uid, row in zip(uids, rows)}
 
     def __call__(self, ct: CTSeries) -> Path:
         uid = ct.series_instance_uid

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from dicom_io.seg_writer import SegType
+from dicom_io.stores.redact import redact_urls
 from labels.errors import BoneHubInputError
 from labels.label_sets import packaged_label_sets
 from pipeline import exit_status
@@ -184,6 +185,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _redact_record(record: logging.LogRecord) -> bool:
+    """Every log line goes out with the URLs in it redacted: credentials in a store URL never reach a log."""
+    message = record.getMessage()
+    redacted = redact_urls(message)
+    if redacted != message:
+        record.msg, record.args = redacted, ()
+    return True
+
+
 def _drop_beam_gcp_import_notice(record: logging.LogRecord) -> bool:
     """Beam warns on import that optional GCP client libraries are absent; nothing here needs them."""
     return not str(record.msg).startswith("apitools not found")
@@ -198,10 +208,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("bonehub").setLevel(logging.INFO)  # progress of long steps is always shown
     logging.getLogger().addFilter(_drop_beam_gcp_import_notice)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_redact_record)
     try:
         args.handler(args)
     except INPUT_ERRORS as error:
-        print(f"bonehub: error: {' '.join(str(error).split())}", file=sys.stderr)
+        print(f"bonehub: error: {redact_urls(' '.join(str(error).split()))}", file=sys.stderr)
         return exit_status.BAD_INPUT
     except exit_status.SomeItemsFailed as failure:
         print(f"bonehub: {failure}", file=sys.stderr)

@@ -36,11 +36,15 @@ log = logging.getLogger("bonehub.inputs")
 
 
 def local_series(folder: str | os.PathLike, series_uids: Iterable[str] | None = None) -> list[SeriesRef]:
-    """Every CT series under ``folder`` (or only ``series_uids``, each of which must be there)."""
+    """Every CT series under ``folder`` (or only ``series_uids``, each of which must be there).
+
+    A series with any CT slice counts: one with a slice of another modality then fails when it is read,
+    naming that slice, instead of vanishing from the run.
+    """
     root = Path(folder)
     if not root.is_dir():
         raise SeriesSelectionError(f"input folder {root} does not exist")
-    found = {s.series_uid: s for s in list_series(root) if s.modality == "CT" and s.series_uid}
+    found = {s.series_uid: s for s in list_series(root) if "CT" in s.modality.split("/") and s.series_uid}
     wanted = list(dict.fromkeys(series_uids)) if series_uids is not None else sorted(found)
     missing = [uid for uid in wanted if uid not in found]
     if missing:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from dicom_io.cache import default_cache_dir
 from dicom_io.seg_writer import SegType
+from dicom_io.stores.redact import redact_url
 from labels.errors import BoneHubInputError
 from pipeline.dataflow import DataflowProfile
 from results.blobs import join
@@ -128,7 +129,7 @@ def run_from_args(args: argparse.Namespace, qc_folder: str | None = None) -> Sta
     series, bad_inputs = _series_refs(args, cache_dir)
     planned = [task for ref in series for task in plan_outputs(ref, sources, augmentations, args.seg_type)]
     print(f"{len(series)} series x {len(sources)} sources x {len(augmentations)} augmentations "
-          f"({', '.join(augmentations)}): {len(planned)} outputs -> {settings.store_uri}")
+          f"({', '.join(augmentations)}): {len(planned)} outputs -> {redact_url(settings.store_uri)}")
     if args.dry_run_proto:
         # Beam's own --dry_run keeps option validation off the network (no bucket checks)
         pipeline = segment_pipeline(series, settings, [*args.beam_args, "--dry_run=True"], dataflow)
@@ -144,7 +145,7 @@ def run_from_args(args: argparse.Namespace, qc_folder: str | None = None) -> Sta
     mine = manifest[[tuple(k) in keys for k in manifest[["series_instance_uid", "source", "source_version",
                                                           "augmentation", "seg_type"]].itertuples(index=False)]]
     counts = Counter(mine["status"])
-    print(f"manifest {settings.manifest_uri}: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("written", "exists", "failed")))
+    print(f"manifest {redact_url(settings.manifest_uri)}: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("written", "exists", "failed")))
     for row in mine[mine["status"] == FAILED].itertuples():
         print(f"  failed: series {row.series_instance_uid} | {row.source} | {row.augmentation}: {row.error}")
     return Stage1Summary([ref.series_uid for ref in series], counts.get("written", 0) + counts.get("exists", 0),
@@ -154,7 +155,7 @@ def run_from_args(args: argparse.Namespace, qc_folder: str | None = None) -> Sta
 def check_outputs(args: argparse.Namespace, cache_dir: Path, qc_folder: str | None = None) -> None:
     """Every place the command writes is writable (store, manifest, cache, QC folder): a bad one fails in a second."""
     from dicom_io.stores import open_store
-    from dicom_io.stores.preflight import check_local_folder, check_output_store
+    from dicom_io.stores.preflight import check_local_folder, check_output_store, remove_dead_temp_files
 
     check_output_store(open_store(args.out))
     manifest = manifest_uri(args)
@@ -167,6 +168,8 @@ def check_outputs(args: argparse.Namespace, cache_dir: Path, qc_folder: str | No
             check_output_store(open_store(folder))
         else:
             check_local_folder(folder, what)
+            if what != "cache folder":
+                remove_dead_temp_files(folder)  # tables half-written by a killed run
 
 
 def _dataflow_profile(args: argparse.Namespace) -> DataflowProfile:

@@ -86,7 +86,7 @@ def segment_pipeline(series: Sequence[SeriesRef], settings: SegmentSettings, bea
          | "Series" >> beam.Create(list(series))
          | "Segment" >> SegmentSeries(settings, profile.gpu_hints() if profile else None)
          | "Collect" >> beam.combiners.ToList()
-         | "WriteManifest" >> beam.ParDo(WriteManifest(settings.manifest_uri)))
+         | "WriteManifest" >> beam.ParDo(WriteManifest(settings.manifest_uri, settings.store_uri)))
     return pipeline
 
 

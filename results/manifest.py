@@ -23,6 +23,7 @@ import pandas as pd
 from pydicom.dataset import Dataset
 
 from labels.coded_values import CodedValue
+from dicom_io.stores.redact import redact_urls
 from results.table_io import merge_table, read_table
 
 
@@ -104,7 +105,10 @@ def _number(ds: Dataset, keyword: str) -> float:
 
 
 def to_frame(rows: list[ManifestRow]) -> pd.DataFrame:
+    """The rows as a table, with every URL in them redacted (no credentials in a manifest)."""
     frame = pd.DataFrame([asdict(row) for row in rows], columns=COLUMNS)
+    for column in ("location", "ct_location", "error"):
+        frame[column] = frame[column].map(redact_urls)
     return frame.astype({"segments": "int64", "seconds": "float64", "ct_instances": "int64",
                          "patient_weight": "float64", "patient_height": "float64"})
 
@@ -125,10 +129,15 @@ def read_manifest(uri: str | os.PathLike) -> pd.DataFrame:
 def merge_into_manifest(uri: str | os.PathLike, rows: list[ManifestRow]) -> pd.DataFrame:
     """Replace the rows of the same outputs in the manifest at ``uri`` by ``rows``; write and return it."""
     new = to_frame(rows).drop_duplicates(subset=list(KEY), keep="last")
-    old = read_manifest(uri)
-    if len(old):
-        new = _keep_earlier_counts(new, old)
-    return merge_table(uri, new, replace=KEY, order=KEY)
+    return merge_table(uri, new, replace=KEY, order=KEY, adjust=lambda new, old: _keep_earlier_counts(new, _filled(old)))
+
+
+def _filled(frame: pd.DataFrame) -> pd.DataFrame:
+    """A stored manifest with the columns of today (see ``read_manifest``)."""
+    for field in fields(ManifestRow):
+        if field.name not in frame.columns:
+            frame[field.name] = field.default
+    return frame
 
 
 def _keep_earlier_counts(new: pd.DataFrame, old: pd.DataFrame) -> pd.DataFrame:

@@ -15,7 +15,7 @@ from typing import Sequence
 import pydicom
 from pydicom import Dataset
 
-from dicom_io.stores.preflight import check_local_folder
+from dicom_io.stores.preflight import check_local_folder, remove_dead_temp_files
 from dicom_io.stores.base import (
     SUFFIX, InstanceNotFoundError, InstanceRef, instance_uids, matches, validate_filters, validate_key,
 )
@@ -39,13 +39,14 @@ class LocalStore:
         return self.root / study_uid / series_uid / f"{sop_uid}{SUFFIX}"
 
     def check_writable(self) -> None:
-        """The folder exists (or is made) and a file can be written in it and removed."""
+        """The folder exists (or is made) and a file can be written in it and removed; leftovers of killed runs go."""
         check_local_folder(self.root, "output store")
+        remove_dead_temp_files(self.root)
 
     def put(self, ds: Dataset) -> str:
         path = self._path(*instance_uids(ds))
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")  # hidden: never listed, never `exists`
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")  # hidden: never listed, never `exists`
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
             with os.fdopen(fd, "wb") as f:

@@ -8,13 +8,19 @@ instance, so it is not tried).
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import uuid
 from pathlib import Path
 
 from dicom_io.stores.base import StoreError
 from dicom_io.stores.redact import redact_url
 from labels.errors import BoneHubInputError
+
+log = logging.getLogger("bonehub.preflight")
+# a hidden temporary file of a write in progress, named with its writer's process id (LocalStore.put, results.blobs)
+_TEMP_FILE = re.compile(r"^\..+\.(\d+)\.(?:[0-9a-f]{32}\.tmp|partial)$")
 
 
 class OutputNotWritableError(BoneHubInputError):
@@ -41,3 +47,30 @@ def check_local_folder(folder: str | os.PathLike, what: str) -> None:
         probe.unlink()
     except OSError as error:
         raise OutputNotWritableError(f"{what} {path} cannot be written: {error.strerror or error}") from None
+
+
+def remove_dead_temp_files(folder: str | os.PathLike) -> int:
+    """Remove the temporary files under ``folder`` whose writer (a process on this machine) is gone; return how many.
+
+    A killed run leaves its half-written copies behind; a running one keeps its own.
+    """
+    removed = 0
+    for root, _, names in os.walk(folder):
+        for name in names:
+            match = _TEMP_FILE.match(name)
+            if match and not _running(int(match.group(1))):
+                Path(root, name).unlink(missing_ok=True)
+                removed += 1
+    if removed:
+        log.info("removed %d temporary file(s) left in %s by runs that were killed", removed, folder)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True

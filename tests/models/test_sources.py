@@ -46,6 +46,9 @@ def test_precomputed_table_finds_the_series_file_and_names_a_missing_row(sample_
     other = build_source(f"precomputed:{table}?label_set=totalsegmentator_total&name=a&version=1")
     with pytest.raises(PrecomputedNotFoundError, match=sample_ct.series_instance_uid):
         other.predict(sample_ct)
+    table.write_text("series_uid,path\n1.2.3,x.nii.gz\n1.2.4,y.nii.gz\n1.2.3,z.nii.gz\n")
+    with pytest.raises(SourceSpecError, match="series listed more than once: 1.2.3"):
+        build_source(f"precomputed:{table}?label_set=totalsegmentator_total&name=a&version=1")
 
 
 def test_plugin_parameters_become_keyword_arguments(tmp_path):

@@ -73,3 +73,15 @@ def test_finished_with_failures_is_3_and_all_done_is_0(tiny_ct, tmp_path, capsys
 
     shutil.rmtree(folder / "broken")
     assert main(args) == 0
+
+
+def test_a_ct_series_with_one_foreign_slice_is_named_not_dropped(tiny_ct, tmp_path, capsys):
+    folder = tmp_path / "ct"
+    shutil.copytree(tiny_ct, folder)
+    slice_path = sorted(folder.iterdir())[3]
+    ds = pydicom.dcmread(slice_path)
+    ds.Modality = "MR"
+    ds.save_as(slice_path)
+    assert main(["segment", "--dicom-folder", str(folder), "--source", "baseline", "--out", str(tmp_path / "seg"),
+                 "--cache-dir", str(tmp_path / "cache")]) == 3
+    assert f"{slice_path.name}: modality 'MR' is not CT" in capsys.readouterr().out

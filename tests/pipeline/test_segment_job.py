@@ -135,3 +135,17 @@ def test_multi_process_direct_runner(three_series, tmp_path):
     qc = pd.read_parquet(store / "qc" / "qc_series.parquet")  # the QC job ran in worker processes too
     assert list(qc.status) == ["done"]
     assert {p.stem for p in store.rglob("*.dcm")} == {*manifest.seg_sop_instance_uid, *qc.consensus_sop_uid, *qc.sr_sop_uid}
+
+
+def test_a_seg_stored_before_its_manifest_row_keeps_its_segment_count(sample_dir, tmp_path):
+    """A run killed between storing its SEG and writing its manifest: the rerun finds the SEG and counts it."""
+    args = ["--dicom-folder", sample_dir / "ct", "--source", "baseline", "--out", tmp_path / "seg",
+            "--cache-dir", tmp_path / "cache"]
+    assert _run(*args) == 0
+    manifest_path = tmp_path / "seg" / "manifest.parquet"
+    segments = int(pd.read_parquet(manifest_path).segments.iloc[0])
+    assert segments > 0
+    manifest_path.unlink()  # as if the first run died before writing it
+    assert _run(*args) == 0
+    rerun = pd.read_parquet(manifest_path)
+    assert list(rerun.status) == ["exists"] and list(rerun.segments) == [segments]

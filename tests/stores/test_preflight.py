@@ -35,3 +35,24 @@ def test_a_missing_bucket_is_named(gcs_emulator, monkeypatch):
 def test_an_unreachable_dicomweb_server_is_named():
     with pytest.raises(OutputNotWritableError, match=r"output store http://\*\*\*@127\.0\.0\.1:9/dicom-web"):
         check_output_store(open_store("http://u:pw@127.0.0.1:9/dicom-web", timeout=2))
+
+
+def test_temporary_files_of_killed_runs_are_removed_and_live_ones_kept(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from dicom_io.stores.preflight import remove_dead_temp_files
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    series = tmp_path / "store" / "1.2.3" / "1.2.3.4"
+    series.mkdir(parents=True)
+    killed = series / f".1.2.3.4.5.dcm.{dead_pid}.{'a' * 32}.tmp"
+    live = series / f".1.2.3.4.6.dcm.{os.getpid()}.{'b' * 32}.tmp"
+    table = tmp_path / f".manifest.parquet.{dead_pid}.partial"
+    for path in (killed, live, table):
+        path.write_bytes(b"half")
+    check_output_store(open_store(tmp_path / "store"))
+    assert not killed.exists() and live.exists()
+    assert remove_dead_temp_files(tmp_path) == 1 and not table.exists() and live.exists()

@@ -54,3 +54,30 @@ def test_unreachable_store_message_holds_no_secret():
     with pytest.raises(StoreUnavailableError) as error:
         store.list_instances()
     assert SECRET not in str(error.value) and TOKEN not in str(error.value) and "127.0.0.1:9" in str(error.value)
+
+
+def test_a_run_into_a_store_with_credentials_writes_and_logs_none(empty_orthanc, tmp_path, capsys):
+    import logging
+
+    import pandas as pd
+
+    from pipeline.cli import main
+    from tests.support.bright_object_ct import write_bright_object_ct
+
+    write_bright_object_ct(tmp_path / "ct")
+    out = empty_orthanc.dicomweb_url.replace("://", f"://alice:{SECRET}@", 1) + f"?access_token={TOKEN}"
+    log_file = tmp_path / "run.log"
+    handler = logging.FileHandler(log_file)
+    logging.getLogger().addHandler(handler)
+    try:
+        rc = main(["-v", "segment", "--dicom-folder", str(tmp_path / "ct"), "--source", "baseline", "--out", out,
+                   "--manifest", str(tmp_path / "manifest.parquet"), "--cache-dir", str(tmp_path / "cache")])
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+    printed = capsys.readouterr()
+    assert rc == 0, printed.err
+    manifest = pd.read_parquet(tmp_path / "manifest.parquet")
+    assert list(manifest.status) == ["written"]
+    for text in (printed.out, printed.err, log_file.read_text(), manifest.to_csv()):
+        assert SECRET not in text and TOKEN not in text
