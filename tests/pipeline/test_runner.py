@@ -8,7 +8,7 @@ from apache_beam.runners.portability.fn_api_runner.fn_runner import FnApiRunner
 from pipeline.cli import main
 from pipeline.runner import RunnerChoiceError, new_pipeline
 from tests.support.bright_object_ct import write_bright_object_ct
-from tests.support.network_guard import no_network
+from bench.network_guard import no_network
 
 
 @pytest.mark.parametrize("args", [[], ["--runner", "DirectRunner"], ["--runner=direct"],
