@@ -21,6 +21,7 @@ import pandas as pd
 from dataset.collections import with_collections
 from dataset.selection import ExportSelection, select
 from dicom_io.ct_series import CTSeries
+from labels.errors import BoneHubInputError
 from labels.schema import default_schema
 from results.manifest import read_manifest
 from results.members import stored_segs
@@ -64,10 +65,13 @@ def trusted_provenance(place: ReviewPlace, selection: ExportSelection) -> tuple[
     return provenance, select(provenance, selection)
 
 
-def final_series(place: ReviewPlace, selection: ExportSelection) -> Iterator[SeriesFinal]:
+def final_series(place: ReviewPlace, selection: ExportSelection,
+                 failures: list[tuple[str, str]] | None = None) -> Iterator[SeriesFinal]:
     """The final labels of every series with at least one trusted bone, by series UID.
 
     A series whose trusted bones all lack voxels (only ``missing`` ones) is still given: its labels are empty.
+    With ``failures`` a series that cannot be read (its CT or head SEG) is appended there as (series UID,
+    reason) and the others go on; without, the error is raised.
     """
     provenance, trusted = trusted_provenance(place, selection)
     loader = SeriesLoader(place)
@@ -75,8 +79,15 @@ def final_series(place: ReviewPlace, selection: ExportSelection) -> Iterator[Ser
     manifest = read_manifest(place.manifest_uri)
     for series_uid in sorted(set(trusted["series_uid"])):
         rows = provenance[provenance["series_uid"] == series_uid].reset_index(drop=True)
-        yield _final(loader, rows, frozenset(trusted.loc[trusted["series_uid"] == series_uid, "structure"]),
-                     _references(rows, manifest, log_rows))
+        try:
+            final = _final(loader, rows, frozenset(trusted.loc[trusted["series_uid"] == series_uid, "structure"]),
+                           _references(rows, manifest, log_rows))
+        except (BoneHubInputError, OSError) as error:
+            if failures is None:
+                raise
+            failures.append((series_uid, f"{type(error).__name__}: {' '.join(str(error).split())}"))
+            continue
+        yield final
 
 
 def _final(loader: SeriesLoader, rows: pd.DataFrame, trusted: frozenset[str], references: tuple[SegRef, ...]) -> SeriesFinal:
