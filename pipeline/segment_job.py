@@ -29,6 +29,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.dataflow import DataflowProfile, runs_on_dataflow
 from pipeline.runner import new_pipeline
+from pipeline.selection import series_from_line, write_selection
 from pipeline.segment_predict import Predict
 from pipeline.segment_steps import (
     DONE,
@@ -71,19 +72,22 @@ class SegmentSeries(beam.PTransform):
 
 
 def segment_pipeline(series: Sequence[SeriesRef], settings: SegmentSettings, beam_args: Sequence[str] = (),
-                     dataflow: DataflowProfile | None = None) -> beam.Pipeline:
+                     dataflow: DataflowProfile | None = None, selection_root: str | None = None) -> beam.Pipeline:
     """Stage 1 over ``series`` as a Beam pipeline, built but not run.
 
     ``beam_args`` are Beam pipeline options (``--runner``, ``--direct_num_workers``,
     ``--direct_running_mode``, Dataflow options); DirectRunner by default. With the Dataflow runner the
     job follows ``dataflow`` (``DataflowProfile()`` when None): its GPU hint on ``Predict`` and
-    its defaults for the options not given (``pipeline.dataflow``).
+    its defaults for the options not given (``pipeline.dataflow``). The series travel as a file the job
+    reads (``pipeline.selection``) under ``selection_root`` (the staging area for a run; a local temp
+    folder when None, for a pipeline only built), so the job's size does not grow with the selection.
     """
     profile = (dataflow or DataflowProfile()) if runs_on_dataflow(beam_args) else None
     options = PipelineOptions(profile.pipeline_args(beam_args) if profile else list(beam_args))
     pipeline = new_pipeline(options)
     _ = (pipeline
-         | "Series" >> beam.Create(list(series))
+         | "Series" >> beam.io.ReadFromText(write_selection(series, selection_root))
+         | "ParseSeries" >> beam.Map(series_from_line)
          | "Segment" >> SegmentSeries(settings, profile.gpu_hints() if profile else None)
          | "Collect" >> beam.combiners.ToList()
          | "WriteManifest" >> beam.ParDo(WriteManifest(settings.manifest_uri, settings.store_uri)))
@@ -96,4 +100,4 @@ def run_segment_job(series: Sequence[SeriesRef], settings: SegmentSettings, beam
     os.makedirs(settings.cache_dir, exist_ok=True)
     if not settings.staging_uri.startswith("gs://"):
         os.makedirs(settings.staging_uri, exist_ok=True)
-    segment_pipeline(series, settings, beam_args, dataflow).run().wait_until_finish()
+    segment_pipeline(series, settings, beam_args, dataflow, settings.staging_uri).run().wait_until_finish()
