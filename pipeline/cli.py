@@ -15,6 +15,7 @@ from labels.errors import BoneHubInputError
 from labels.label_sets import packaged_label_sets
 from pipeline import exit_status
 from pipeline.qc_command import add_qc_arguments, add_qc_settings_arguments
+from pipeline.dataset_command import add_dataset_command
 from pipeline.review_command import add_review_commands
 from pipeline.segment_command import add_job_arguments
 
@@ -180,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_segment_commands(subparsers)
     _add_qc_command(subparsers)
     add_review_commands(subparsers, _review)
+    add_dataset_command(subparsers)
     _add_sample_command(subparsers)
     _add_seg_commands(subparsers)
     return parser
