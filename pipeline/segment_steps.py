@@ -25,7 +25,7 @@ import pandas as pd
 from pipeline import staging
 from pipeline.stage1 import OutputTask, SourceInfo, encode_output, existing_output, failed, plan_outputs, written
 from pipeline.staging import Staging, StagingMissingError
-from results.manifest import EXISTS, WRITTEN, ManifestRow, merge_into_manifest, read_manifest, subject_from_headers
+from results.manifest import EXISTS, WRITTEN, ManifestRow, merge_into_manifest, subject_from_headers
 from results.series_ref import LOCAL, SeriesRef, fetch_series
 
 log = logging.getLogger("bonehub.segment")
@@ -238,23 +238,17 @@ class WriteManifest(beam.DoFn):
     def process(self, rows: list[ManifestRow]) -> Iterator[str]:
         from dicom_io.stores import open_store
 
-        rows = counted_in_store(rows, read_manifest(self.manifest_uri), open_store(self.store_uri))
-        merged = merge_into_manifest(self.manifest_uri, rows)
+        store = open_store(self.store_uri)
+        merged = merge_into_manifest(self.manifest_uri, rows, lambda row: stored_segment_count(row, store))
         log.info("manifest %s: %d rows from this run, %d in all", self.manifest_uri, len(rows), len(merged))
         yield self.manifest_uri
 
 
-def counted_in_store(rows: list[ManifestRow], manifest: pd.DataFrame, store) -> list[ManifestRow]:
-    """Outputs found in the store that no manifest row counts (a run killed between storing its SEGs and writing
-    its manifest) get their segment count from the stored SEG, so no row says 0 segments for a full SEG."""
-    counted = set(manifest.loc[manifest["segments"] > 0, "seg_sop_instance_uid"])
-    result = []
-    for row in rows:
-        if row.status == EXISTS and row.segments == 0 and row.seg_sop_instance_uid not in counted:
-            try:
-                seg = store.get(row.study_instance_uid, row.seg_series_instance_uid, row.seg_sop_instance_uid)
-                row = replace(row, segments=sum(1 for item in seg.SegmentSequence if int(item.SegmentNumber) > 0))
-            except Exception as error:  # the count is a courtesy: the row stays, and says why it has none
-                log.warning("%s: segment count of the stored SEG unknown: %s", row.seg_sop_instance_uid, error)
-        result.append(row)
-    return result
+def stored_segment_count(row: pd.Series, store) -> int:
+    """Segments of an output's SEG as stored (0 when it cannot be read: the count is a courtesy, the row stays)."""
+    try:
+        seg = store.get(row["study_instance_uid"], row["seg_series_instance_uid"], row["seg_sop_instance_uid"])
+    except Exception as error:
+        log.warning("%s: segment count of the stored SEG unknown: %s", row["seg_sop_instance_uid"], error)
+        return 0
+    return sum(1 for item in seg.SegmentSequence if int(item.SegmentNumber) > 0)

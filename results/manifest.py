@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 
 import pandas as pd
@@ -126,10 +127,24 @@ def read_manifest(uri: str | os.PathLike) -> pd.DataFrame:
     return frame[COLUMNS]
 
 
-def merge_into_manifest(uri: str | os.PathLike, rows: list[ManifestRow]) -> pd.DataFrame:
-    """Replace the rows of the same outputs in the manifest at ``uri`` by ``rows``; write and return it."""
+def merge_into_manifest(uri: str | os.PathLike, rows: list[ManifestRow],
+                        count_stored: Callable[[pd.Series], int] | None = None) -> pd.DataFrame:
+    """Replace the rows of the same outputs in the manifest at ``uri`` by ``rows``; write and return it.
+
+    The manifest is read once, under the write lock. ``count_stored(row)``: the segment count of an output
+    found in the store that no stored row counts (a run killed between storing its SEG and its manifest).
+    """
     new = to_frame(rows).drop_duplicates(subset=list(KEY), keep="last")
-    return merge_table(uri, new, replace=KEY, order=KEY, adjust=lambda new, old: _keep_earlier_counts(new, _filled(old)))
+
+    def adjust(new: pd.DataFrame, old: pd.DataFrame) -> pd.DataFrame:
+        new = _keep_earlier_counts(new, _filled(old)) if len(old) else new
+        if count_stored is not None:
+            uncounted = (new["status"] == EXISTS) & (new["segments"] == 0)
+            for index in new.index[uncounted]:
+                new.loc[index, "segments"] = count_stored(new.loc[index])
+        return new
+
+    return merge_table(uri, new, replace=KEY, order=KEY, adjust=adjust)
 
 
 def _filled(frame: pd.DataFrame) -> pd.DataFrame:

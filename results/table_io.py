@@ -58,12 +58,13 @@ def merge_table(uri: str | os.PathLike, new: pd.DataFrame, replace: Sequence[str
                 adjust: Callable[[pd.DataFrame, pd.DataFrame], pd.DataFrame] | None = None) -> pd.DataFrame:
     """Drop the stored rows whose ``replace`` columns match a row of ``new``, add ``new``, sort, write, return.
 
-    ``adjust(new, stored)`` may change the new rows in view of the stored ones, within the same update.
+    ``adjust(new, stored)`` may change the new rows in view of the stored ones (empty when there are none),
+    within the same update.
     """
     def merged(old: pd.DataFrame | None) -> pd.DataFrame:
-        rows = new
-        if old is not None and len(old):
-            rows = adjust(new.copy(), old) if adjust else new
+        old = old if old is not None else pd.DataFrame(columns=new.columns)
+        rows = adjust(new.copy(), old) if adjust else new
+        if len(old):
             keys = set(map(tuple, rows[list(replace)].itertuples(index=False)))
             old = old[[tuple(k) not in keys for k in old[list(replace)].itertuples(index=False)]]
             rows = pd.concat([old, rows], ignore_index=True) if len(old) else rows
