@@ -11,8 +11,10 @@ from collections.abc import Callable
 from dataset.bonehub_format import BoneHubExport
 from dataset.context import ExportContext, ExportFormat
 from dataset.dicom_export import DicomExport
+from dataset.nnunet_export import NnUNetExport
 
 FORMATS: dict[str, Callable[[ExportContext], ExportFormat]] = {
     "dicom": DicomExport,
     "bonehub": BoneHubExport,
+    "nnunet": NnUNetExport.from_context,
 }

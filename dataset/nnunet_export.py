@@ -16,10 +16,10 @@
   ``$nnUNet_preprocessed/DatasetNNN_Name/`` before training) and ``cases.csv`` (case -> series,
   study, patient, validation fold).
 
-Every file is written to a temporary name and replaces the old one only when its bytes differ, so a
-rerun changes no file, and files of series that left the selection are removed. The label values
-depend on the whole export, so the schema-id maps are staged on disk first and written once all
-series are known (memory stays one series).
+Every file goes through ``dataset.files.ExportFiles`` (replaced only when its bytes differ; files of
+series that left the selection removed by the export driver), so a rerun changes no file. The label
+values depend on the whole export, so ``add`` writes the image and stages the schema-id map on disk,
+and ``finish`` writes every label image once all series are known (memory stays one series).
 """
 
 from __future__ import annotations
@@ -28,10 +28,9 @@ import csv
 import io
 import json
 import logging
-import os
 import re
+import shutil
 import tempfile
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +38,9 @@ import highdicom as hd
 import numpy as np
 import SimpleITK as sitk
 
+from dataset.context import ExportContext
 from dataset.errors import ExportInputError
+from dataset.files import ExportFiles
 from dataset.final_labels import SeriesFinal
 from dataset.nnunet_folds import DEFAULT_FOLDS, patient_folds, patient_key
 from labels.label_sets import present_values
@@ -57,19 +58,8 @@ SPLITS_FILE = "splits_final.json"
 _INT16 = np.iinfo(np.int16)
 # highdicom's ``to_simpleitk`` makes the array's first axis SimpleITK's x; nnU-Net reads ``GetArrayFromImage``
 # (z, y, x), and the ``nnunet:`` source gives the model the CT's own array: so the axes are reversed once first,
-# and nnU-Net trains on exactly the arrays (and spacing) it later predicts on, as for a DICOM series read by SimpleITK.
+# and nnU-Net trains on exactly the arrays (and spacing) it later predicts on.
 _REVERSED = (2, 1, 0)
-
-
-@dataclass(frozen=True)
-class NnUNetExport:
-    """What an nnU-Net export holds: its folder, case ids by series UID, label values, folds, files changed."""
-
-    folder: Path
-    cases: dict[str, str]  # series UID -> case id
-    labels: dict[str, int]  # nnU-Net's dataset.json labels, background first, ignore last
-    n_folds: int  # 0: fewer than two patients, no splits_final.json
-    changed: tuple[Path, ...]  # files written or removed by this run
 
 
 def dataset_folder_name(dataset_id: int, name: str) -> str:
@@ -85,42 +75,6 @@ def case_id(series_uid: str) -> str:
     return series_uid.replace(".", "_")
 
 
-def export_nnunet(finals: Iterable[SeriesFinal], to: str | os.PathLike, *, dataset_id: int = DEFAULT_DATASET_ID,
-                  name: str = DEFAULT_NAME, n_folds: int = DEFAULT_FOLDS, schema: BoneSchema | None = None) -> NnUNetExport:
-    """Write the nnU-Net raw dataset of ``finals`` under ``to`` (see the module docstring)."""
-    schema = schema or default_schema()
-    folder = Path(to) / dataset_folder_name(dataset_id, name)
-    writer = _Writer()
-    for sub in ("imagesTr", "labelsTr"):
-        (folder / sub).mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".nnunet-staging-", dir=folder) as staging:
-        staged = [_stage(final, folder, Path(staging), writer) for final in finals]
-        if not staged:
-            raise ExportInputError(f"nnU-Net export to {folder}: the selection holds no series with a trusted bone")
-        ids = sorted(set().union(*(case.ids for case in staged)))
-        if not ids:
-            raise ExportInputError(f"nnU-Net export to {folder}: no trusted bone has voxels; nothing to train on")
-        labels = {"background": 0, **{schema[i].name: value for value, i in enumerate(ids, start=1)}, IGNORE: len(ids) + 1}
-        for case in staged:
-            writer.image(_nnunet_labels(case, ids), case.geometry, folder / "labelsTr" / f"{case.case}{FILE_ENDING}")
-    cases = {case.series_uid: case.case for case in staged}
-    splits = patient_folds({case.case: case.patient for case in staged}, n_folds)
-    writer.text(folder / "dataset.json", _json(_dataset_json(labels, len(staged), name)))
-    writer.text(folder / MAPPING_FILE, _mapping_csv(labels))
-    writer.text(folder / CASES_FILE, _cases_csv(staged, splits))
-    if splits:
-        writer.text(folder / SPLITS_FILE, _json(splits))
-    else:
-        writer.remove(folder / SPLITS_FILE)
-        log.warning("nnU-Net export %s: %d patient(s), fewer than 2: no %s; train nnU-Net's fold 'all'",
-                    folder.name, len({case.patient for case in staged}), SPLITS_FILE)
-    if splits and len(splits) < n_folds:
-        log.warning("nnU-Net export %s: %d patients for %d folds: %s has %d folds, one per patient",
-                    folder.name, len(splits), n_folds, SPLITS_FILE, len(splits))
-    _remove_stale(folder, set(cases.values()), writer)
-    return NnUNetExport(folder, cases, labels, len(splits), tuple(writer.changed))
-
-
 @dataclass(frozen=True)
 class _Staged:
     series_uid: str
@@ -131,18 +85,83 @@ class _Staged:
     geometry: hd.VolumeGeometry  # the CT grid
 
 
-def _stage(final: SeriesFinal, folder: Path, staging: Path, writer: _Writer) -> _Staged:
-    """Write the CT image now; stage the schema-id map until every series' structures are known."""
-    volume = final.ct.volume
-    if final.labels.shape != volume.spatial_shape or final.untrusted.shape != volume.spatial_shape:
-        raise ExportInputError(f"series {final.series_uid}: final labels {final.labels.shape} are not on the CT grid "
-                               f"{volume.spatial_shape}")
-    case = case_id(final.series_uid)
-    writer.image(_as_hu(volume.array), volume.get_geometry(), folder / "imagesTr" / f"{case}_0000{FILE_ENDING}")
-    labels_file = staging / f"{case}.npz"
-    np.savez(labels_file, labels=final.labels.astype(np.uint16), untrusted=final.untrusted.astype(bool))
-    ids = frozenset(int(v) for v in present_values(final.labels) if v)
-    return _Staged(final.series_uid, case, patient_key(final.ct), ids, labels_file, volume.get_geometry())
+class NnUNetExport:
+    """``--format nnunet`` (``dataset.context.ExportFormat``): images per series, labels and descriptions at the end.
+
+    After ``finish``: ``labels`` (dataset.json's, background first, ignore last), ``cases`` (series UID -> case
+    id) and ``n_folds`` (0: fewer than two patients, no ``splits_final.json``).
+    """
+
+    def __init__(self, files: ExportFiles, *, dataset_id: int = DEFAULT_DATASET_ID, name: str = DEFAULT_NAME,
+                 n_folds: int = DEFAULT_FOLDS, schema: BoneSchema | None = None):
+        self.files = files
+        self.name = name
+        self.n_folds = n_folds
+        self.folder = dataset_folder_name(dataset_id, name)
+        self.schema = schema or default_schema()
+        self.labels: dict[str, int] = {}
+        self.cases: dict[str, str] = {}
+        self._staged: list[_Staged] = []
+        self._staging = Path(tempfile.mkdtemp(prefix="bonehub-nnunet-"))
+
+    @classmethod
+    def from_context(cls, context: ExportContext) -> NnUNetExport:
+        """The format table's entry: ``--dataset-id`` (when given) is the nnU-Net dataset number."""
+        dataset_id = context.options.get("dataset_id")
+        return cls(context.files, dataset_id=int(dataset_id) if dataset_id is not None else DEFAULT_DATASET_ID)
+
+    def add(self, final: SeriesFinal) -> None:
+        """Write the CT image now; stage the schema-id map until every series' structures are known."""
+        volume = final.ct.volume
+        if final.labels.shape != volume.spatial_shape or final.untrusted.shape != volume.spatial_shape:
+            raise ExportInputError(f"series {final.series_uid}: final labels {final.labels.shape} are not on the CT "
+                                   f"grid {volume.spatial_shape}")
+        case = case_id(final.series_uid)
+        geometry = volume.get_geometry()
+        self._image(f"imagesTr/{case}_0000{FILE_ENDING}", _as_hu(volume.array), geometry)
+        labels_file = self._staging / f"{case}.npz"
+        np.savez(labels_file, labels=final.labels.astype(np.uint16), untrusted=final.untrusted.astype(bool))
+        ids = frozenset(int(v) for v in present_values(final.labels) if v)
+        self._staged.append(_Staged(final.series_uid, case, patient_key(final.ct), ids, labels_file, geometry))
+
+    def finish(self, exported: list[str]) -> None:
+        """The label images (values fixed by every series' structures), dataset.json, mapping, cases and folds."""
+        try:
+            self._finish()
+        finally:
+            shutil.rmtree(self._staging, ignore_errors=True)
+
+    def _finish(self) -> None:
+        staged = sorted(self._staged, key=lambda case: case.case)
+        ids = sorted(set().union(*(case.ids for case in staged)))
+        if not ids:
+            raise ExportInputError(f"nnU-Net export {self.folder}: no trusted bone has voxels; nothing to train on")
+        self.labels = {"background": 0, **{self.schema[i].name: value for value, i in enumerate(ids, start=1)},
+                       IGNORE: len(ids) + 1}
+        for case in staged:
+            self._image(f"labelsTr/{case.case}{FILE_ENDING}", _nnunet_labels(case, ids), case.geometry)
+        self.cases = {case.series_uid: case.case for case in staged}
+        splits = patient_folds({case.case: case.patient for case in staged}, self.n_folds)
+        self._text("dataset.json", _json(_dataset_json(self.labels, len(staged), self.name)))
+        self._text(MAPPING_FILE, _mapping_csv(self.labels))
+        self._text(CASES_FILE, _cases_csv(staged, splits))
+        if splits:
+            self._text(SPLITS_FILE, _json(splits))
+        if len(splits) < self.n_folds:
+            log.warning("nnU-Net export %s: %d patient(s) for %d folds: %s", self.folder,
+                        len({case.patient for case in staged}), self.n_folds,
+                        f"{SPLITS_FILE} has {len(splits)} folds, one per patient" if splits
+                        else f"no {SPLITS_FILE}; train nnU-Net's fold 'all'")
+        self.n_folds = len(splits)
+
+    def _image(self, relative: str, array: np.ndarray, geometry: hd.VolumeGeometry) -> None:
+        """``array`` on ``geometry`` as an image whose SimpleITK array is ``array`` itself (see ``_REVERSED``)."""
+        image = geometry.permute_spatial_axes(_REVERSED).with_array(array.transpose(_REVERSED)).to_simpleitk()
+        self.files.put_with(f"{self.folder}/{relative}",
+                            lambda path: sitk.WriteImage(image, str(path), useCompression=True))
+
+    def _text(self, relative: str, text: str) -> None:
+        self.files.put_bytes(f"{self.folder}/{relative}", text.encode())
 
 
 def _nnunet_labels(case: _Staged, ids: list[int]) -> np.ndarray:
@@ -195,45 +214,3 @@ def _cases_csv(staged: list[_Staged], splits: list[dict[str, list[str]]]) -> str
 
 def _json(content: object) -> str:
     return json.dumps(content, indent=2) + "\n"
-
-
-def _remove_stale(folder: Path, cases: set[str], writer: _Writer) -> None:
-    """Files of series no longer in the export: their images and labels go."""
-    for path in sorted((folder / "imagesTr").glob(f"*_0000{FILE_ENDING}")):
-        if path.name[: -len(f"_0000{FILE_ENDING}")] not in cases:
-            writer.remove(path)
-    for path in sorted((folder / "labelsTr").glob(f"*{FILE_ENDING}")):
-        if path.name[: -len(FILE_ENDING)] not in cases:
-            writer.remove(path)
-
-
-class _Writer:
-    """Writes each file under a temporary name and keeps it only where the bytes differ; records what changed."""
-
-    def __init__(self) -> None:
-        self.changed: list[Path] = []
-
-    def image(self, array: np.ndarray, geometry: hd.VolumeGeometry, path: Path) -> None:
-        """``array`` on ``geometry`` as an image whose SimpleITK array is ``array`` itself (see ``_REVERSED``)."""
-        image = geometry.permute_spatial_axes(_REVERSED).with_array(array.transpose(_REVERSED)).to_simpleitk()
-        self._replace(path, lambda temporary: sitk.WriteImage(image, str(temporary), useCompression=True))
-
-    def text(self, path: Path, text: str) -> None:
-        self._replace(path, lambda temporary: temporary.write_text(text))
-
-    def remove(self, path: Path) -> None:
-        if path.exists():
-            path.unlink()
-            self.changed.append(path)
-
-    def _replace(self, path: Path, write) -> None:
-        temporary = path.with_name(f".partial.{path.name}")  # same extension: SimpleITK picks its writer by it
-        try:
-            write(temporary)
-            if path.is_file() and path.read_bytes() == temporary.read_bytes():
-                temporary.unlink()
-                return
-            os.replace(temporary, path)
-            self.changed.append(path)
-        finally:
-            temporary.unlink(missing_ok=True)

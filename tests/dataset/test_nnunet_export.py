@@ -14,11 +14,11 @@ import pytest
 import SimpleITK as sitk
 
 from dataset.errors import ExportInputError
-from dataset.nnunet_export import MAPPING_FILE, SPLITS_FILE, case_id, export_nnunet
+from dataset.nnunet_export import MAPPING_FILE, SPLITS_FILE, case_id
 from dataset.nnunet_folds import patient_folds
 from labels.label_sets import load_label_set
 from labels.schema import default_schema
-from tests.support.nnunet_finals import SECOND_BOX, TRUSTED_BOX, UNTRUSTED_BOX, tiny_final
+from tests.support.nnunet_finals import SECOND_BOX, TRUSTED_BOX, UNTRUSTED_BOX, export_nnunet, tiny_final
 
 DATASET = "Dataset801_TinyBones"
 
@@ -53,7 +53,7 @@ def test_layout_and_dataset_json(exported, finals, tmp_path):
     assert dataset["labels"] == {"background": 0, "talus_left": 1, "calcaneus_left": 2, "ignore": 3}
     assert list(dataset["labels"].values()) == [0, 1, 2, 3]
     assert (dataset["channel_names"], dataset["numTraining"], dataset["file_ending"]) == ({"0": "CT"}, 3, ".nii.gz")
-    assert not list(folder.glob("**/.partial*")) and not list(folder.glob(".nnunet-staging-*"))
+    assert not list(folder.glob("**/.partial*"))
 
 
 def test_ignored_bones_carry_the_ignore_label_and_nothing_else(exported, finals):
@@ -128,19 +128,19 @@ def test_one_patient_gets_no_splits_file_and_a_warning(finals, tmp_path, caplog)
 
 def test_rerun_changes_no_file_and_a_series_that_left_goes(exported, finals, tmp_path):
     before = {path: path.stat().st_mtime_ns for path in exported.folder.rglob("*") if path.is_file()}
-    again = export_nnunet(finals, tmp_path, dataset_id=801, name="TinyBones")
-    assert again.changed == ()
+    again = export_nnunet(finals, tmp_path, exported, dataset_id=801, name="TinyBones")
+    assert again.changed == []
     assert {path: path.stat().st_mtime_ns for path in exported.folder.rglob("*") if path.is_file()} == before
-    fewer = export_nnunet([finals[0], finals[2]], tmp_path, dataset_id=801, name="TinyBones")
+    fewer = export_nnunet([finals[0], finals[2]], tmp_path, again, dataset_id=801, name="TinyBones")
     gone = case_id(finals[1].series_uid)
-    names = {path.name for path in fewer.changed}
-    assert {f"{gone}_0000.nii.gz", f"{gone}.nii.gz", "dataset.json"} <= names
+    assert {f"{DATASET}/imagesTr/{gone}_0000.nii.gz", f"{DATASET}/labelsTr/{gone}.nii.gz",
+            f"{DATASET}/dataset.json"} <= set(fewer.changed)
     assert not (exported.folder / "imagesTr" / f"{gone}_0000.nii.gz").exists()
     assert fewer.labels == {"background": 0, "calcaneus_left": 1, "ignore": 2}  # talus_left left with its series
 
 
 def test_nothing_to_export_is_one_clear_error(finals, tmp_path):
-    with pytest.raises(ExportInputError, match="no series"):
+    with pytest.raises(ExportInputError, match="no trusted bone has voxels"):
         export_nnunet([], tmp_path)
     with pytest.raises(ExportInputError, match="dataset id"):
         export_nnunet(finals, tmp_path, dataset_id=1000)

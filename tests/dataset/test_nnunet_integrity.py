@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dataset.nnunet_export import SPLITS_FILE, export_nnunet
-from tests.support.nnunet_finals import SECOND_BOX, TRUSTED_BOX, UNTRUSTED_BOX, tiny_final
+from dataset.nnunet_export import SPLITS_FILE
+from tests.support.nnunet_finals import SECOND_BOX, TRUSTED_BOX, UNTRUSTED_BOX, export_nnunet, tiny_final
 
 DATASET_ID = 802
 NAME = "IntegrityCheck"

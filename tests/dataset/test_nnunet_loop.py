@@ -1,4 +1,4 @@
-"""The loop back: run -> QC -> final labels -> nnU-Net export -> train -> the model joins the next run -> QC.
+"""The loop back: run -> QC -> ``bonehub dataset export --format nnunet`` -> train -> the next run -> QC.
 
 Two synthetic CTs of two patients, each with one bright bone-like box; two stand-in nnU-Net models
 (``tests.support.nnunet_standin``) both label it ``calcaneus_left``, so QC accepts it. Its final
@@ -11,13 +11,14 @@ shows it next to the two sources it learned from.
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from dataset.final_labels import final_series
-from dataset.nnunet_export import MAPPING_FILE, export_nnunet
+from dataset.nnunet_export import MAPPING_FILE
 from dataset.selection import ExportSelection
 from pipeline.cli import main
 from review.state import ReviewPlace
@@ -29,6 +30,7 @@ from tests.support.nnunet_standin import build_standin_model
 MAPPING = TEST_DATA / "nnunet_tarsal_bones_mapping.csv"
 TEACHERS = ("Dataset501_TarsalBones", "Dataset502_TarsalBonesTwin")
 SHAPE = (40, 48, 56)  # larger than the stand-in's 32^3 patch
+STUDENT = "nnU-Net Dataset800_BoneHub"  # the export's default nnU-Net dataset
 
 
 def _teacher(root: Path, dataset_name: str) -> str:
@@ -54,9 +56,12 @@ def loop(tmp_path_factory):
     assert _run(work / "ct", store, teachers) == 0
     place = ReviewPlace(str(store), str(store / "manifest.parquet"), str(store / "qc"), str(work / "cache"))
     finals = list(final_series(place, ExportSelection()))
-    export = export_nnunet(finals, work / "raw", dataset_id=803, name="BoneHubLoop")
-    model = train_on_export(export.folder)
-    student = f"nnunet:{model}?mapping={export.folder / MAPPING_FILE}"
+    raw = work / "raw"  # nnU-Net's raw folder: the data card lies beside the dataset folder
+    assert main(["dataset", "export", "--out", str(store), "--cache-dir", str(work / "cache"), "--to", str(raw),
+                 "--format", "nnunet"]) == 0
+    export = raw / "Dataset800_BoneHub"
+    model = train_on_export(export)
+    student = f"nnunet:{model}?mapping={export / MAPPING_FILE}"
     assert _run(work / "ct", store, [*teachers, student]) == 0
     return finals, export, store
 
@@ -64,17 +69,18 @@ def loop(tmp_path_factory):
 def test_accepted_bones_are_exported(loop):
     finals, export, _ = loop
     assert len(finals) == 2 and all(final.states.get("calcaneus_left") == "automatic_accepted" for final in finals)
-    assert export.labels == {"background": 0, "calcaneus_left": 1, "ignore": 2}
+    labels = json.loads((export / "dataset.json").read_text())["labels"]
+    assert labels == {"background": 0, "calcaneus_left": 1, "ignore": 2}
 
 
 def test_trained_model_joins_the_next_run_and_qc_shows_it_next_to_its_teachers(loop):
     _, _, store = loop
     manifest = pd.read_parquet(store / "manifest.parquet")
-    student = manifest[manifest["source"] == "nnU-Net Dataset803_BoneHubLoop"]
+    student = manifest[manifest["source"] == STUDENT]
     assert len(student) == 2 and set(student["status"]) == {"written"}
-    assert set(manifest.loc[manifest["source"] != "nnU-Net Dataset803_BoneHubLoop", "status"]) == {"exists"}
+    assert set(manifest.loc[manifest["source"] != STUDENT, "status"]) == {"exists"}
     comparison = pd.read_parquet(store / "qc" / "model_comparison.parquet")
     rows = comparison[comparison["structure"] == "calcaneus_left"]
     sources = {source.rsplit(" ", 1)[0] for source in rows["source"]}
-    assert sources == {f"nnU-Net {name}" for name in (*TEACHERS, "Dataset803_BoneHubLoop")}
+    assert sources == {STUDENT, *(f"nnU-Net {name}" for name in TEACHERS)}
     assert set(rows["series"]) == {2}

@@ -6,13 +6,17 @@ box is either a trusted bone (its schema id in ``labels``) or a bone not yet tru
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import highdicom as hd
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from dataset.files import ExportFiles
 from dataset.final_labels import SeriesFinal
+from dataset.nnunet_export import NnUNetExport
 from dicom_io.ct_series import read_ct_series
 from dicom_io.ct_writer import write_ct_series
 from labels.schema import default_schema
@@ -49,3 +53,30 @@ def tiny_final(root: Path, index: int, patient_id: str, *, trusted: dict[str, tu
     ct = read_ct_series(folder)
     assert np.allclose(ct.volume.affine, volume.affine, atol=1e-3), "the synthetic CT did not read back on its grid"
     return SeriesFinal(series, study, ct, labels, mask, states={}, statuses={}, sources=())
+
+
+@dataclass(frozen=True)
+class Exported:
+    """One nnU-Net export run: the dataset folder, what the format knows after ``finish``, the files."""
+
+    folder: Path
+    cases: dict[str, str]
+    labels: dict[str, int]
+    n_folds: int
+    changed: list[str]  # relative to the export folder: written with new bytes, or removed
+    files: dict[str, str]  # every file this run made -> digest (what the data card lists)
+
+
+def export_nnunet(finals: Iterable[SeriesFinal], to: Path, previous: Exported | None = None, **options) -> Exported:
+    """Drive ``NnUNetExport`` as ``dataset.export`` does (one item per series, ``finish``, stale files out)."""
+    files = ExportFiles(to)
+    writer = NnUNetExport(files, **options)
+    uids = []
+    for final in finals:
+        with files.item():
+            writer.add(final)
+        uids.append(final.series_uid)
+    writer.finish(sorted(uids))
+    removed = files.remove_stale(previous.files if previous else {})
+    return Exported(Path(to) / writer.folder, writer.cases, writer.labels, writer.n_folds,
+                    sorted(files.changed) + removed, dict(files.digests))
