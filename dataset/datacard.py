@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dataset.collections import idc_version, series_inputs
+from dataset.inputs import idc_version, series_inputs
 from dataset.errors import ExportInputError
 from dicom_io.seg_writer import MANUFACTURER, SOFTWARE_VERSION
 from labels.schema import default_schema

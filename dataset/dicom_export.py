@@ -94,6 +94,8 @@ class DicomExport:
         seg.ContentLabel = "CURATED"
         for item in seg.SegmentSequence:
             name = resolve_segment(item, schema).schema_name
+            if name is None:
+                continue  # a LABELMAP SEG's background segment
             reviewer = str(rows.at[name, "reviewer"])
             item.SegmentDescription = (final.states[name] + (f" by {reviewer}" if reviewer else ""))[:64]
         stamp_statuses(seg, {name: [final.statuses[name]] for name in present}, schema)

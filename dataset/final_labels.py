@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from dataset.collections import with_collections
+from dataset.inputs import with_collections
 from dataset.selection import ExportSelection, select
 from dicom_io.ct_series import CTSeries
 from labels.errors import BoneHubInputError

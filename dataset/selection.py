@@ -63,7 +63,7 @@ def select(provenance: pd.DataFrame, selection: ExportSelection) -> pd.DataFrame
     """The rows of ``provenance`` (``review.provenance.COLUMNS``) the selection trusts, in their order.
 
     Selected bones without voxels (``missing``, ``absent``) stay rows: the export notes them.
-    Filtering by collection needs a ``collection`` column (``dataset.collections``).
+    Filtering by collection needs a ``collection`` column (``dataset.inputs``).
     """
     keep = provenance["state"].isin(selection.states)
     if selection.min_score is not None:
