@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import json
 import logging
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from pydicom.dataset import Dataset
 
 from dataset.errors import ExportInputError
 from dataset.nnunet_export import MAPPING_FILE, SPLITS_FILE, case_id
-from dataset.nnunet_folds import patient_folds
+from dataset.nnunet_folds import patient_folds, patient_key
 from labels.label_sets import load_label_set
 from labels.schema import default_schema
 from tests.support.nnunet_finals import SECOND_BOX, TRUSTED_BOX, UNTRUSTED_BOX, export_nnunet, tiny_final
@@ -117,6 +119,20 @@ def test_patient_folds_are_balanced_deterministic_and_patient_level():
     for patient in set(cases.values()):
         assert sum(any(cases[c] == patient for c in split["val"]) for split in splits) == 1
     assert patient_folds({"a": "p", "b": "p"}, 5) == []
+
+
+def test_patient_is_the_bonehub_subject_else_the_patient_id_else_the_study(caplog):
+    def ct(**attributes):
+        header = Dataset()
+        for keyword, value in attributes.items():
+            setattr(header, keyword, value)
+        return SimpleNamespace(datasets=(header,), series_instance_uid="1.2.3.4", study_instance_uid="1.2.3")
+
+    subject = ct(PatientID="001_000007", ClinicalTrialSponsorName="BoneHub", ClinicalTrialProtocolID="001",
+                 ClinicalTrialSubjectID="001_000007")
+    assert patient_key(subject) == "bonehub:001/001_000007"
+    assert patient_key(ct(PatientID="LIDC-0042")) == "patient:LIDC-0042"
+    assert patient_key(ct(PatientID="")) == "study:1.2.3" and "series 1.2.3.4: no PatientID" in caplog.text
 
 
 def test_one_patient_gets_no_splits_file_and_a_warning(finals, tmp_path, caplog):

@@ -42,8 +42,9 @@ def preprocessed(tmp_path_factory):
         tiny_final(work / "ct", 14, "C", trusted={"talus_left": SECOND_BOX}),
     ]
     export = export_nnunet(finals, work / "raw", dataset_id=DATASET_ID, name=NAME)
+    # -npfp: workers of the integrity check and the fingerprint (default 8, each importing torch)
     command = [str(Path(sys.executable).with_name("nnUNetv2_plan_and_preprocess")), "-d", str(DATASET_ID),
-               "--verify_dataset_integrity", "-c", "3d_fullres", "-np", "1", "-npfp", "1"]  # -npfp: fingerprint and check workers (default 8)
+               "--verify_dataset_integrity", "-c", "3d_fullres", "-np", "1", "-npfp", "1"]
     done = subprocess.run(command, env=nnunet_environment(work), capture_output=True, text=True, timeout=300)
     return export, work / "preprocessed" / export.folder.name, done
 
