@@ -13,8 +13,8 @@
   sees the arrays the ``nnunet:`` source gives it), ``schema_mapping.csv`` (the mapping
   ``nnunet:MODEL?mapping=`` reads: each label value back to its schema structure),
   ``splits_final.json`` (patient-level folds, ``dataset.nnunet_folds``; copy it into
-  ``$nnUNet_preprocessed/DatasetNNN_Name/`` before training) and ``cases.csv`` (case -> series,
-  study, patient, validation fold).
+  ``$nnUNet_preprocessed/DatasetNNN_Name/`` before training) and ``cases.csv`` (case -> series
+  UID, patient key, validation fold).
 
 Every file goes through ``dataset.files.ExportFiles`` (replaced only when its bytes differ; files of
 series that left the selection removed by the export driver), so a rerun changes no file. The label
