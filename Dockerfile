@@ -38,6 +38,7 @@ COPY models/ models/
 COPY qc/ qc/
 COPY results/ results/
 COPY review/ review/
+COPY dataset/ dataset/
 COPY pipeline/ pipeline/
 COPY sr_templates/ sr_templates/
 # The same pins as `make setup`: pyproject's ranges plus constraints.txt; apache-beam is held to the
