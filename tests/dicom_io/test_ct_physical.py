@@ -10,22 +10,13 @@ import pytest
 
 from dicom_io.ct_series import list_series, read_ct_series
 from dicom_io.errors import ImplausibleGeometryError, UnknownHUError, UnreadableSliceError
-
-
-def _rewrite(path, **attributes) -> None:
-    ds = pydicom.dcmread(path)
-    for keyword, value in attributes.items():
-        if value is None:
-            delattr(ds, keyword)
-        else:
-            setattr(ds, keyword, value)
-    ds.save_as(path)
+from tests.dicom_io.test_ct_series import _DELETE, edit
 
 
 @pytest.mark.parametrize("spacing", [[1e6, 1e6], [0.0005, 0.7]])
 def test_implausible_pixel_spacing_is_refused(ct_copy, spacing):
     for path in ct_copy:
-        _rewrite(path, PixelSpacing=spacing)
+        edit(path, PixelSpacing=spacing)
     with pytest.raises(ImplausibleGeometryError, match=r"CT_0000\.dcm: PixelSpacing \(row\) .* outside the plausible"):
         read_ct_series(ct_copy[0].parent)
 
@@ -47,7 +38,7 @@ def test_signed_values_without_rescale_are_read_as_hu_with_a_warning(ct_copy, ct
         ds = pydicom.dcmread(path)
         if int(ds.RescaleIntercept) != 0 or float(ds.RescaleSlope) != 1:
             pytest.skip("the writer stored these slices with a rescale; nothing to remove")
-        _rewrite(path, RescaleIntercept=None, RescaleSlope=None)
+        edit(path, RescaleIntercept=_DELETE, RescaleSlope=_DELETE)
     with caplog.at_level(logging.WARNING):
         series = read_ct_series(ct_copy[0].parent)
     assert np.array_equal(series.volume.array, ct_volume.array)
