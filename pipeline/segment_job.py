@@ -30,6 +30,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from pipeline.dataflow import DataflowProfile, runs_on_dataflow
 from pipeline.runner import new_pipeline
 from pipeline.selection import series_from_line, write_selection
+from results import blobs
 from pipeline.segment_predict import Predict
 from pipeline.segment_steps import (
     DONE,
@@ -100,4 +101,6 @@ def run_segment_job(series: Sequence[SeriesRef], settings: SegmentSettings, beam
     os.makedirs(settings.cache_dir, exist_ok=True)
     if not settings.staging_uri.startswith("gs://"):
         os.makedirs(settings.staging_uri, exist_ok=True)
+    selection = write_selection(series, settings.staging_uri)  # the pipeline reads this file (same content, same name)
     segment_pipeline(series, settings, beam_args, dataflow, settings.staging_uri).run().wait_until_finish()
+    blobs.delete(selection)  # nothing of a finished run stays staged
