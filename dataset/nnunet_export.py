@@ -107,8 +107,10 @@ class NnUNetExport:
     @classmethod
     def from_context(cls, context: ExportContext) -> NnUNetExport:
         """The format table's entry: ``--dataset-id`` (when given) is the nnU-Net dataset number."""
-        dataset_id = context.options.get("dataset_id")
-        return cls(context.files, dataset_id=int(dataset_id) if dataset_id is not None else DEFAULT_DATASET_ID)
+        dataset_id = str(context.options.get("dataset_id", DEFAULT_DATASET_ID))
+        if not dataset_id.isdigit():
+            raise ExportInputError(f"nnU-Net dataset id {dataset_id!r}: must be a number 1..999 (DatasetNNN_Name)")
+        return cls(context.files, dataset_id=int(dataset_id))
 
     def add(self, final: SeriesFinal) -> None:
         """Write the CT image now; stage the schema-id map until every series' structures are known."""

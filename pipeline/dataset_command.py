@@ -13,10 +13,10 @@ import shlex
 from pathlib import Path
 
 from pipeline import exit_status
-from pipeline.review_command import _add_place_arguments, review_place
+from pipeline.review_command import add_place_arguments, review_place
 
 # The command-line options each format reads (recorded in the data card); a new format adds its own entry.
-FORMAT_OPTIONS = {"dicom": ("seg_type",), "bonehub": ("dataset_id",)}
+FORMAT_OPTIONS = {"dicom": ("seg_type",), "bonehub": ("dataset_id",), "nnunet": ("dataset_id",)}
 
 
 def add_dataset_command(subparsers: argparse._SubParsersAction) -> None:
@@ -27,7 +27,7 @@ def add_dataset_command(subparsers: argparse._SubParsersAction) -> None:
                                                     "nnU-Net form, with a data card")
     commands = dataset.add_subparsers(dest="dataset_command", required=True)
     export = commands.add_parser("export", help="export the trusted bones of the selected series (docs/dataset_export.md)")
-    _add_place_arguments(export)
+    add_place_arguments(export)
     export.add_argument("--to", required=True, type=Path, help="export folder (empty, or an earlier export of this format)")
     export.add_argument("--format", required=True, choices=list(FORMATS), help="the dataset form")
     export.add_argument("--state", action="append", choices=STATES, metavar="STATE",
@@ -40,7 +40,7 @@ def add_dataset_command(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument("--seg-type", choices=["binary", "labelmap"], default="binary",
                         help="dicom: the final SEG's type (default binary, the one dciodvfy and dcmqi check)")
     export.add_argument("--dataset-id", help="bonehub: the dataset id given to CT series not from a BoneHub dataset "
-                                             "(default 999)")
+                                             "(default 999); nnunet: the nnU-Net dataset number (default 800)")
     dataset.set_defaults(handler=run_dataset)
 
 

@@ -23,13 +23,13 @@ def add_review_commands(subparsers: argparse._SubParsersAction, handler) -> None
     commands = review.add_subparsers(dest="review_command", required=True)
 
     worklist = commands.add_parser("worklist", help="the structures QC sends to review, lowest score first")
-    _add_place_arguments(worklist)
+    add_place_arguments(worklist)
     worklist.add_argument("--to", required=True, type=Path, help="folder for worklist.json and worklist.csv")
     worklist.add_argument("--from-store", action="store_true", help="read the QC SRs in the store instead of the QC tables")
     worklist.add_argument("--series-uid", action="append", help="only these CT series (repeatable)")
 
     export = commands.add_parser("export", help="ROI CT (DICOM + NRRD) and mask (SEG + NRRD) per item, for 3D Slicer")
-    _add_place_arguments(export)
+    add_place_arguments(export)
     export.add_argument("--to", required=True, type=Path, help="export folder (holds worklist.json; one folder per item)")
     export.add_argument("--item", action="append", help="SERIES_UID/structure to export (repeatable; default: the worklist)")
     export.add_argument("--top", type=int, help="only the first N worklist items")
@@ -38,7 +38,7 @@ def add_review_commands(subparsers: argparse._SubParsersAction, handler) -> None
     export.add_argument("--send-to", help="also store the ROI CT and SEG here (e.g. the DICOMweb server Slicer connects to)")
 
     imports = commands.add_parser("import", help="corrected masks → new corrected SEGs and revised QC SRs")
-    _add_place_arguments(imports)
+    add_place_arguments(imports)
     imports.add_argument("items", nargs="+", type=Path, help="exported item folders (EXPORT/SERIES_UID/structure)")
     imports.add_argument("--mask", type=Path, help="the corrected mask (.seg.nrrd/.nrrd/.nii.gz/.dcm; default: from correction.json)")
     imports.add_argument("--reviewer", help="the reviewer's name (default: from correction.json)")
@@ -50,7 +50,7 @@ def add_review_commands(subparsers: argparse._SubParsersAction, handler) -> None
 
     verdict = commands.add_parser("verdict", help="accept as is, reject (with a reason) or mark missing: a revised QC SR, "
                                                   "no new SEG (review/README.md)")
-    _add_place_arguments(verdict)
+    add_place_arguments(verdict)
     verdict.add_argument("items", nargs="*", type=Path, help="exported item folders (EXPORT/SERIES_UID/structure) to "
                                                              "accept or reject")
     says = verdict.add_mutually_exclusive_group(required=True)
@@ -65,7 +65,7 @@ def add_review_commands(subparsers: argparse._SubParsersAction, handler) -> None
 
     feedback = commands.add_parser("feedback", help="how well the QC score predicted the reviewers: tables and a report "
                                                     "page in the QC folder")
-    _add_place_arguments(feedback)
+    add_place_arguments(feedback)
     feedback.add_argument("--target-error", type=float, default=0.05,
                           help="residual error rate the suggested threshold must meet (default 0.05)")
     feedback.add_argument("--min-labels", type=int, default=20,
@@ -73,7 +73,7 @@ def add_review_commands(subparsers: argparse._SubParsersAction, handler) -> None
     review.set_defaults(handler=handler)
 
 
-def _add_place_arguments(parser: argparse.ArgumentParser) -> None:
+def add_place_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"store holding the SEGs and QC SRs (default {DEFAULT_OUT})")
     parser.add_argument("--manifest", help="Stage 1 manifest (default: OUT/manifest.parquet)")
     parser.add_argument("--qc-dir", help="QC tables folder (default: qc/ next to the manifest)")
