@@ -1,5 +1,5 @@
 """``bonehub dataset export`` on the sample after the four decisions (one correction, one accept as is, one reject,
-one missing): every bone in exactly its state and label, in DICOM and in BoneHub form.
+one missing): every bone in exactly its state and label, in DICOM, BoneHub and nnU-Net form.
 
 The expected state of every structure is written out from the QC table and the four decisions (as
 tests/review/test_verdicts.py does), so a bone landing in another state, or a label kept that the
@@ -183,3 +183,26 @@ def test_bad_requests_are_refused_in_one_line(decided, tmp_path, capsys):
     assert "holds files but no datacard.json" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         export(run, tmp_path / "e", "--format", "dicom", "--state", "accepted_by_qc")
+
+
+def test_nnunet_export_of_the_sample_labels_trusted_bones_and_ignores_the_rest(decided, tmp_path):
+    run, _ = decided
+    to = tmp_path / "nnunet"
+    assert export(run, to, "--format", "nnunet") == 0
+    (folder,) = [p for p in to.iterdir() if p.is_dir() and p.name.startswith("Dataset")]
+    dataset = json.loads((folder / "dataset.json").read_text())
+    states = expected_states(run)
+    trusted = sorted((bone for bone, (state, _) in states.items() if state in DEFAULT), key=lambda b: default_schema()[b].id)
+    ignore = dataset["labels"]["ignore"]
+    assert dataset["labels"] == {"background": 0, **{bone: i for i, bone in enumerate(trusted, 1)}, "ignore": len(trusted) + 1}
+
+    ct, head = head_labels(run)
+    (labels_file,) = (folder / "labelsTr").iterdir()
+    labels = match_grid(read_label_image(labels_file), ct.geometry)
+    assert labels is not None
+    expected = np.zeros(head.shape, np.int64)
+    expected[head > 0] = ignore  # present but not trusted (QC review, the rejected rib): nnU-Net learns nothing there
+    for value, bone in enumerate(trusted, 1):
+        expected[head == default_schema()[bone].id] = value
+    np.testing.assert_array_equal(labels.array, expected)
+    assert states[REJECTED][0] == "human_rejected" and (expected == ignore).any()
