@@ -56,3 +56,13 @@ def test_temporary_files_of_killed_runs_are_removed_and_live_ones_kept(tmp_path)
     check_output_store(open_store(tmp_path / "store"))
     assert not killed.exists() and live.exists()
     assert remove_dead_temp_files(tmp_path) == 1 and not table.exists() and live.exists()
+
+
+def test_gcs_without_credentials_is_named_before_any_work(tmp_path, monkeypatch):
+    from bench.network_guard import no_network
+
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "no-such-key.json"))
+    with no_network() as attempts, pytest.raises(OutputNotWritableError, match="no Google credentials"):
+        check_output_store(open_store("gs://bonehub-test-bucket/out"))
+    assert attempts == []
