@@ -34,7 +34,7 @@ from dataset.final_labels import SeriesFinal
 from dicom_io.bonehub_layout import IMAGE_SUFFIX, check_ids
 from dicom_io.bonehub_seg_nrrd import write_bonehub_seg_nrrd
 from dicom_io.seg_writer import MANUFACTURER, SOFTWARE_VERSION
-from labels.bonehub_labels import bonehub_label_set, bonehub_name, bonehub_value
+from labels.bonehub_labels import bonehub_label_set, bonehub_lookup, bonehub_name, bonehub_value
 from labels.bonehub_status import BoneHubStatus
 from labels.errors import BoneHubInputError
 from labels.schema import default_schema
@@ -132,18 +132,12 @@ def _bonehub_values(final: SeriesFinal):
     """(volume of BoneHub v2 values, {value: status}, {value: colour}) of the trusted bones with voxels."""
     schema = default_schema()
     ids = [int(v) for v in np.unique(final.labels) if v]
-    values, missing = {}, []
-    for schema_id in ids:
-        try:
-            values[schema_id] = bonehub_value(schema[schema_id].name)
-        except BoneHubInputError:
-            missing.append(schema[schema_id].name)
-    if missing:
-        raise ExportInputError(f"series {final.series_uid}: structure(s) {', '.join(missing)} have no BoneHub label "
-                               "value; leave their state out of the selection to export the series")
-    lut = np.zeros(max(ids) + 1, np.int64)
-    for schema_id, value in values.items():
-        lut[schema_id] = value
+    try:
+        lut = bonehub_lookup(ids, schema)
+    except BoneHubInputError as error:
+        raise ExportInputError(f"series {final.series_uid}: {error}; leave their state out of the selection to "
+                               "export the series") from None
+    values = {i: int(lut[i]) for i in ids}
     statuses = {values[i]: BoneHubStatus.parse(final.statuses[schema[i].name]) for i in ids}
     colors = {values[i]: tuple(c / 255 for c in schema[i].color) for i in ids}
     return lut[final.labels], statuses, colors

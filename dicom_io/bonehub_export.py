@@ -20,12 +20,11 @@ from __future__ import annotations
 import os
 
 import highdicom as hd
-import numpy as np
 
 from dicom_io.bonehub_provenance import statuses_of
 from dicom_io.bonehub_seg_nrrd import BoneHubMaskError, BoneHubSegment, write_bonehub_seg_nrrd
 from dicom_io.seg_reader import DecodedSeg
-from labels.bonehub_labels import bonehub_label_set, bonehub_value
+from labels.bonehub_labels import bonehub_label_set, bonehub_lookup
 from labels.bonehub_status import BoneHubStatus, StatusOrigin, StatusReview
 from labels.errors import BoneHubInputError
 from labels.label_sets import present_values
@@ -52,21 +51,13 @@ def write_seg_as_bonehub(seg: hd.seg.Segmentation, decoded: DecodedSeg, path: st
     """
     schema = schema or default_schema()
     ids = [int(v) for v in present_values(decoded.volume.array) if v != 0]
-    values: dict[int, int] = {}
-    missing = []
-    for schema_id in ids:
-        try:
-            values[schema_id] = bonehub_value(schema[schema_id].name)
-        except BoneHubInputError:
-            missing.append(schema[schema_id].name)
-    if missing:
-        raise BoneHubMaskError(f"SEG {seg.SOPInstanceUID}: structure(s) {', '.join(missing)} have no BoneHub label "
-                               f"value, so no BoneHub mask is written to {path}")
+    try:
+        lut = bonehub_lookup(ids, schema)
+    except BoneHubInputError as error:
+        raise BoneHubMaskError(f"SEG {seg.SOPInstanceUID}: {error}, so no BoneHub mask is written to {path}") from None
+    values = {i: int(lut[i]) for i in ids}
     number_of = {s.schema_name: s.number for s in decoded.segments if s.schema_name is not None}
     statuses = {values[i]: segment_status(seg, number_of[schema[i].name]) for i in ids}
     colors = {values[i]: tuple(c / 255 for c in schema[i].color) for i in ids}
-    lut = np.zeros(max(ids, default=0) + 1, np.int32)
-    for schema_id, value in values.items():
-        lut[schema_id] = value
     bonehub = decoded.volume.with_array(lut[decoded.volume.array])
     return write_bonehub_seg_nrrd(path, bonehub, bonehub_label_set("v2"), statuses, colors)

@@ -15,8 +15,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from functools import cache
 
+import numpy as np
+
 from labels.errors import BoneHubInputError
 from labels.label_sets import LabelSet, LabelSetError, NativeLabel, load_label_set
+from labels.schema import BoneSchema, default_schema
 
 BONEHUB_LABEL_SETS = {"v1": "bonehub_v1", "v2": "bonehub_v2"}
 _V1_RANGE = range(1, 10_000)
@@ -89,3 +92,19 @@ def bonehub_value(schema_name: str) -> int:
     if value is None:
         raise BoneHubInputError(f"schema structure {schema_name!r} has no BoneHub label value (BoneHub's label map has no structure with its content)")
     return value
+
+
+def bonehub_lookup(schema_ids: Iterable[int], schema: BoneSchema | None = None) -> np.ndarray:
+    """A lookup table schema id -> BoneHub v2 value for these structures (0 elsewhere), to relabel a map at once.
+
+    Structures without a BoneHub value are named together in one ``BoneHubInputError``.
+    """
+    schema = schema or default_schema()
+    ids = sorted({int(i) for i in schema_ids if i})
+    missing = [schema[i].name for i in ids if schema[i].name not in _v2_value_of()]
+    if missing:
+        raise BoneHubInputError(f"structure(s) {', '.join(missing)} have no BoneHub label value")
+    lut = np.zeros(max(ids, default=0) + 1, np.int64)
+    for schema_id in ids:
+        lut[schema_id] = _v2_value_of()[schema[schema_id].name]
+    return lut
