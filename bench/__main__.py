@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from bench import cost_model, qc_detection, qc_speed, reliability, report_scale, seg_encoding, stage1_overhead
+from bench import cost_model, plan_scale, qc_detection, qc_speed, reliability, report_scale, seg_encoding, stage1_overhead
 from bench.skeleton_phantom import DEFAULT_SHAPE
 
 QUICK_SHAPE = (80, 128, 128)  # slices, rows, columns: a smoke run in seconds, every bone still present
-BENCHMARKS = ("seg_encoding", "stage1_overhead", "qc_speed", "qc_detection", "cost_model", "report_scale", "reliability")
+BENCHMARKS = ("seg_encoding", "stage1_overhead", "qc_speed", "qc_detection", "cost_model", "report_scale", "reliability", "plan_scale")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -38,6 +38,8 @@ def main(argv: list[str] | None = None) -> None:
         reliability.run(kills=1 if args.quick else 5)
     if "report_scale" in chosen:  # --quick: 1,000 series against 100 instead of 100,000 against 1,000
         report_scale.run(*(report_scale.QUICK_SERIES if args.quick else (report_scale.FULL_SERIES, report_scale.ANCHOR_SERIES)))
+    if "plan_scale" in chosen:  # the whole NLST collection from the bundled index, offline: no --quick form
+        plan_scale.run()
 
 
 if __name__ == "__main__":

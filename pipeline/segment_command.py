@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,9 +132,11 @@ def run_from_args(args: argparse.Namespace, qc_folder: str | None = None) -> Sta
     print(f"{len(series)} series x {len(sources)} sources x {len(augmentations)} augmentations "
           f"({', '.join(augmentations)}): {len(planned)} outputs -> {redact_url(settings.store_uri)}")
     if args.dry_run_proto:
-        # Beam's own --dry_run keeps option validation off the network (no bucket checks)
-        pipeline = segment_pipeline(series, settings, [*args.beam_args, "--dry_run=True"], dataflow)
-        proto = write_pipeline_proto(pipeline, args.dry_run_proto)
+        # Beam's own --dry_run keeps option validation off the network (no bucket checks); the selection
+        # file the job would read is written to a temp folder, and removed with it
+        with tempfile.TemporaryDirectory(prefix="bonehub-selection-") as selection_root:
+            pipeline = segment_pipeline(series, settings, [*args.beam_args, "--dry_run=True"], dataflow, selection_root)
+            proto = write_pipeline_proto(pipeline, args.dry_run_proto)
         hinted = accelerators(proto)
         print(f"wrote {args.dry_run_proto}: the pipeline, not run; "
               + (f"accelerator {next(iter(hinted.values()))} on {', '.join(sorted(hinted))}" if hinted else "no accelerator"))

@@ -22,7 +22,7 @@ others, and what was staged before a failure is used, not redone, by the rerun.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -72,8 +72,9 @@ class SegmentSeries(beam.PTransform):
         return (checked[DONE], staged[FAILED_TAG], predicted[FAILED_TAG], made) | "AllRows" >> beam.Flatten()
 
 
-def segment_pipeline(series: Sequence[SeriesRef], settings: SegmentSettings, beam_args: Sequence[str] = (),
-                     dataflow: DataflowProfile | None = None, selection_root: str | None = None) -> beam.Pipeline:
+def segment_pipeline(series: Iterable[SeriesRef], settings: SegmentSettings, beam_args: Sequence[str] = (),
+                     dataflow: DataflowProfile | None = None, selection_root: str | None = None,
+                     selection_uri: str | None = None) -> beam.Pipeline:
     """Stage 1 over ``series`` as a Beam pipeline, built but not run.
 
     ``beam_args`` are Beam pipeline options (``--runner``, ``--direct_num_workers``,
@@ -81,13 +82,14 @@ def segment_pipeline(series: Sequence[SeriesRef], settings: SegmentSettings, bea
     job follows ``dataflow`` (``DataflowProfile()`` when None): its GPU hint on ``Predict`` and
     its defaults for the options not given (``pipeline.dataflow``). The series travel as a file the job
     reads (``pipeline.selection``) under ``selection_root`` (the staging area for a run; a local temp
-    folder when None, for a pipeline only built), so the job's size does not grow with the selection.
+    folder when None, for a pipeline only built), so the job's size does not grow with the selection;
+    ``selection_uri`` is that file when the caller already wrote it (``series`` is then not read).
     """
     profile = (dataflow or DataflowProfile()) if runs_on_dataflow(beam_args) else None
     options = PipelineOptions(profile.pipeline_args(beam_args) if profile else list(beam_args))
     pipeline = new_pipeline(options)
     _ = (pipeline
-         | "Series" >> beam.io.ReadFromText(write_selection(series, selection_root))
+         | "Series" >> beam.io.ReadFromText(selection_uri or write_selection(series, selection_root))
          | "ParseSeries" >> beam.Map(series_from_line)
          | "Segment" >> SegmentSeries(settings, profile.gpu_hints() if profile else None)
          | "Collect" >> beam.combiners.ToList()
@@ -102,5 +104,5 @@ def run_segment_job(series: Sequence[SeriesRef], settings: SegmentSettings, beam
     if not settings.staging_uri.startswith("gs://"):
         os.makedirs(settings.staging_uri, exist_ok=True)
     selection = write_selection(series, settings.staging_uri)  # the pipeline reads this file (same content, same name)
-    segment_pipeline(series, settings, beam_args, dataflow, settings.staging_uri).run().wait_until_finish()
+    segment_pipeline(series, settings, beam_args, dataflow, selection_uri=selection).run().wait_until_finish()
     blobs.delete(selection)  # nothing of a finished run stays staged

@@ -12,25 +12,42 @@ import dataclasses
 import hashlib
 import json
 import tempfile
-from collections.abc import Sequence
+import zlib
+from collections.abc import Iterable
 
 from results import blobs
 from results.series_ref import SeriesRef
 
 
+_FIELDS = tuple(sorted(field.name for field in dataclasses.fields(SeriesRef)))
+
+
 def selection_line(ref: SeriesRef) -> str:
-    return json.dumps({**dataclasses.asdict(ref), "kind": str(ref.kind)}, sort_keys=True)
+    """One series as a JSON object (fields in name order); ``dataclasses.asdict``'s deep copies cost seconds at 200,000."""
+    return json.dumps({name: str(ref.kind) if name == "kind" else getattr(ref, name) for name in _FIELDS})
 
 
 def series_from_line(line: str) -> SeriesRef:
     return SeriesRef(**json.loads(line))
 
 
-def write_selection(series: Sequence[SeriesRef], root: str | None = None) -> str:
-    """Write the selection under ``root`` (default: a new local temp folder, for a pipeline only built); its URI."""
-    text = "".join(selection_line(ref) + "\n" for ref in series)
-    name = f"selection-{hashlib.sha256(text.encode()).hexdigest()[:16]}.jsonl"
+def write_selection(series: Iterable[SeriesRef], root: str | None = None) -> str:
+    """Write the selection under ``root`` (default: a new local temp folder, for a pipeline only built); its URI.
+
+    Gzipped as it is made, line by line, so a collection's selection never sits in memory as text
+    (about 60 MB for NLST's 203,000 series; 14 MB gzipped). Beam's ``ReadFromText`` reads the
+    ``.gz`` name back as gzip.
+    """
+    digest = hashlib.sha256()
+    packer = zlib.compressobj(6, zlib.DEFLATED, 16 + zlib.MAX_WBITS)  # 16 + window: a gzip stream
+    chunks = []
+    for ref in series:
+        line = (selection_line(ref) + "\n").encode()
+        digest.update(line)
+        chunks.append(packer.compress(line))
+    chunks.append(packer.flush())
+    name = f"selection-{digest.hexdigest()[:16]}.jsonl.gz"
     uri = blobs.join(root or tempfile.mkdtemp(prefix="bonehub-selection-"), "selection", name)
     if not blobs.exists(uri):
-        blobs.write_bytes(uri, text.encode(), content_type="application/jsonl")
+        blobs.write_bytes(uri, b"".join(chunks), content_type="application/gzip")
     return uri

@@ -41,7 +41,7 @@ class SeriesKind(CodedValue):
 LOCAL, IDC, STORE = SeriesKind.LOCAL, SeriesKind.IDC, SeriesKind.STORE
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a collection's 200,000 refs stay small
 class SeriesRef:
     """One CT series to segment: its UIDs and where to get it.
 

@@ -12,7 +12,7 @@ from dicom_io.uids import validate_uid
 _SERIES_URL = re.compile(r"s3://[a-z0-9][a-z0-9.-]{1,62}/[^*?\s]+/\*")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class IdcSeries:
     """One series as the IDC index describes it: what is needed to fetch and check it.
 

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import gzip
+import tempfile
+from pathlib import Path
+
+from pipeline.cli import main
 from pipeline.dataflow import DataflowProfile, pipeline_proto
 from pipeline.segment_job import segment_pipeline
 from pipeline.segment_steps import SegmentSettings
@@ -36,5 +41,19 @@ def test_the_selection_file_round_trips_and_is_reused(tmp_path):
     series = _selection(3)
     uri = write_selection(series, str(tmp_path))
     assert write_selection(series, str(tmp_path)) == uri  # named by content: a rerun reuses it
-    lines = (tmp_path / "selection" / uri.rsplit("/", 1)[1]).read_text().splitlines()
+    lines = gzip.decompress((tmp_path / "selection" / uri.rsplit("/", 1)[1]).read_bytes()).decode().splitlines()
     assert [series_from_line(line) for line in lines] == series
+
+
+def test_a_dry_run_leaves_no_selection_file_behind(tmp_path, monkeypatch, capsys):
+    """The selection a dry run writes (the job names it) goes with the temp folder it was written to."""
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    series = Path(__file__).resolve().parents[1] / "data" / "idc" / "nlst_review_series.csv"
+    assert main(["segment", "--idc-csv", str(series), "--source", "baseline", "--out", "gs://bonehub-test/seg",
+                 "--staging", "gs://bonehub-test-checkpoints/staging", *DATAFLOW[:-1],
+                 "--dry-run-proto", str(tmp_path / "p.textproto")]) == 0
+    assert "the pipeline, not run" in capsys.readouterr().out
+    assert (tmp_path / "p.textproto").stat().st_size > 0
+    assert [p.name for p in temp.rglob('*') if 'selection' in p.name] == []  # (Beam leaves a folder of its own)
