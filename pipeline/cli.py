@@ -9,7 +9,7 @@ import logging
 import sys
 from pathlib import Path
 
-from dicom_io.seg_writer import SegType
+from dicom_io.seg_writer import SegCompression, SegType
 from dicom_io.stores.redact import redact_urls
 from labels.errors import BoneHubInputError
 from labels.label_sets import packaged_label_sets
@@ -36,6 +36,8 @@ def _add_seg_commands(subparsers: argparse._SubParsersAction) -> None:
     encode.add_argument("--label-set", required=True, help=f"native label set: one of {', '.join(packaged_label_sets())}, or a mapping CSV")
     encode.add_argument("--out", required=True, type=Path, help="SEG file to write")
     encode.add_argument("--type", choices=[t.value for t in SegType], default=SegType.LABELMAP.value, help="SEG type (default: labelmap)")
+    encode.add_argument("--seg-compression", choices=[c.value for c in SegCompression],
+                        help="transfer syntax (default: deflate for labelmap, none for binary; rle: labelmap only)")
     encode.add_argument("--source-name", required=True, help="algorithm name recorded in the SEG, e.g. 'TotalSegmentator total'")
     encode.add_argument("--source-version", required=True, help="algorithm version recorded in the SEG, e.g. 2.18.0")
     encode.add_argument("--augmentation", default="none", help="input augmentation the labels were made under")
@@ -66,7 +68,7 @@ def _seg_encode(args: argparse.Namespace) -> None:
     label_set = load_label_set(args.label_set)
     schema_map = harmonize_on_ct(read_label_image(args.labels), label_set, ct)
     source = SegmentationSource(args.source_name, args.source_version, args.augmentation)
-    seg = write_seg(schema_map, ct, source, seg_type=args.type)
+    seg = write_seg(schema_map, ct, source, seg_type=args.type, compression=args.seg_compression)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     seg.save_as(args.out)
     bones = sum(1 for item in seg.SegmentSequence if item.SegmentNumber != 0)  # LABELMAP adds background segment 0
@@ -201,11 +203,23 @@ def _drop_beam_gcp_import_notice(record: logging.LogRecord) -> bool:
     return not str(record.msg).startswith("apitools not found")
 
 
+def _stray_values(beam_args: list[str]) -> list[str]:
+    """Values among the options passed on to Beam that follow no option of their own.
+
+    ``--idc-series A B`` gives ``B`` to Beam, which would ignore it: the run would quietly skip series B.
+    """
+    return [arg for before, arg in zip(["", *beam_args], beam_args)
+            if not arg.startswith("-") and not (before.startswith("--") and "=" not in before)]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, beam_args = parser.parse_known_args(argv)
     if beam_args and args.handler not in (_segment, _qc):
         parser.error(f"unrecognized arguments: {' '.join(beam_args)}")
+    if stray := _stray_values(beam_args):
+        parser.error(f"unrecognized arguments: {' '.join(stray)} (repeat the option for each value, e.g. "
+                     "--idc-series A --idc-series B)")
     args.beam_args = beam_args
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("bonehub").setLevel(logging.INFO)  # progress of long steps is always shown

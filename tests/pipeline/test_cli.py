@@ -128,3 +128,13 @@ def test_bad_job_input_exits_2_with_one_line_naming_it(args, named, sample_dir, 
     err = capsys.readouterr().err
     assert err.startswith("bonehub: error: ") and err.count("\n") == 1
     assert named in err
+
+
+@pytest.mark.parametrize("extra", [["--idc-series", "1.2.3", "4.5.6"], ["--runner", "DirectRunner", "4.5.6"]])
+def test_a_value_without_its_option_is_refused_not_passed_to_beam(extra, tmp_path, capsys):
+    """``--idc-series A B`` used to hand B to Beam, which ignored it: series B was silently not run."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["segment", "--source", "baseline", "--out", str(tmp_path / "out"), *extra])
+    assert exit_.value.code == 2
+    assert "unrecognized arguments: 4.5.6 (repeat the option for each value" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
