@@ -3,25 +3,19 @@
 import json
 import shutil
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
-import SimpleITK as sitk
 
 import highdicom as hd
 from dicom_io.provenance import SegmentationSource
 from dicom_io.seg_reader import SegGeometryError, SegOverlapError, UnknownSegmentError, read_seg
 from dicom_io.seg_writer import write_seg
 from labels.schema import default_schema
+from tests.support.dcmqi import dcmqi_decode, run_dcmqi
 
-DCMQI_BIN = Path(__import__("dcmqi").__file__).parent / "bin"
 FULL = "seg_totalsegmentator_v2_full.nii.gz"
-
-
-def _dcmqi(tool: str, *args: str) -> None:
-    subprocess.run([str(DCMQI_BIN / tool), *args], check=True, capture_output=True, text=True)
 
 
 @pytest.fixture(scope="module", params=["labelmap", "binary"])
@@ -31,34 +25,20 @@ def our_seg(request, sample_ct, sample_schema_maps, tmp_path_factory):
     return path
 
 
-def _dcmqi_decode(seg_path: Path, out: Path, ct) -> tuple[np.ndarray, dict]:
-    """dcmqi segimage2itkimage (the reader 3D Slicer uses) -> schema-id array on the CT grid + its metadata."""
-    out.mkdir()
-    _dcmqi("segimage2itkimage", "--inputDICOM", str(seg_path), "--outputDirectory", str(out), "--mergeSegments", "-t", "nrrd")
-    meta = json.loads((out / "meta.json").read_text())
-    (image,) = out.glob("*.nrrd")
-    by_label_id = {s["labelID"]: default_schema()[s["TrackingIdentifier"]].id for s in meta["segmentAttributes"][0]}
-    label_ids = hd.Volume.from_simpleitk(sitk.ReadImage(str(image))).match_geometry(ct.geometry).array
-    lut = np.zeros(max(by_label_id) + 1, np.uint16)
-    for label_id, schema_id in by_label_id.items():
-        lut[label_id] = schema_id
-    return lut[label_ids], meta
-
-
 def test_dcmqi_reads_the_same_voxels(our_seg, sample_ct, sample_schema_maps, tmp_path):
-    voxels, meta = _dcmqi_decode(our_seg, tmp_path / "dcmqi", sample_ct)
+    voxels, meta = dcmqi_decode(our_seg, tmp_path / "dcmqi", sample_ct)
     np.testing.assert_array_equal(voxels, sample_schema_maps[FULL])
     rib = next(s for s in meta["segmentAttributes"][0] if s["TrackingIdentifier"] == "rib_left_7")
     assert rib["SegmentedPropertyTypeModifierCodeSequence"]["CodeValue"] == "7771000"
 
 
-def test_we_read_a_seg_written_by_dcmqi(our_seg, sample_ct, sample_schema_maps, sample_dir, tmp_path):
+def test_we_read_a_seg_written_byrun_dcmqi(our_seg, sample_ct, sample_schema_maps, sample_dir, tmp_path):
     """dcmqi decodes our SEG, dcmqi encodes it again (its own writer), we read dcmqi's SEG."""
-    _, meta = _dcmqi_decode(our_seg, tmp_path / "dcmqi", sample_ct)
+    _, meta = dcmqi_decode(our_seg, tmp_path / "dcmqi", sample_ct)
     (image,) = (tmp_path / "dcmqi").glob("*.nrrd")
     out = tmp_path / "dcmqi_written.dcm"
     seg_type = "labelmap" if "labelmap" in our_seg.name else "binary"
-    _dcmqi("itkimage2segimage", "--inputImageList", str(image), "--inputMetadata", str(tmp_path / "dcmqi" / "meta.json"),
+    run_dcmqi("itkimage2segimage", "--inputImageList", str(image), "--inputMetadata", str(tmp_path / "dcmqi" / "meta.json"),
            "--inputDICOMDirectory", str(sample_dir / "ct"), "--outputDICOM", str(out), "--segmentationType", seg_type)
     assert pydicom.dcmread(out, stop_before_pixels=True).Manufacturer != "BoneHub Segmentation"
     np.testing.assert_array_equal(read_seg(out, sample_ct).volume.array, sample_schema_maps[FULL])

@@ -1,7 +1,7 @@
 """Our SEG in the OHIF viewer: CT + SEG in a real Orthanc, OHIF served by review/ohif/serve.py, headless Chromium.
 
 Proves the reviewer setup of review/ohif/README.md end to end: the app-config reaches Orthanc through
-the same-origin proxy, the CT displays, and OHIF loads our LABELMAP SEG (RLE Lossless) — its segment
+the same-origin proxy, the CT displays, and OHIF loads our LABELMAP SEG (deflated, the default) — its segment
 labels appear in OHIF's segmentation panel and coloured overlay pixels appear over the grey CT.
 The screenshots stay in ``test-artifacts/ohif/`` for a person to look at.
 
