@@ -18,7 +18,7 @@ from labels.errors import BoneHubInputError
 from labels.schema import BoneSchema, default_schema
 from qc import levels, rules
 from qc.boxes import Box, grow_box, label_boxes, union_box
-from qc.metrics import MaskSurface, PairMetrics, compare
+from qc.metrics import MaskSurface, PairMetrics, compare, overlap
 from qc.results import BoneResult, Member
 from qc.score import QcSettings, agreement, outlier_source, score_and_status
 from qc.units import Unit, comparison_units, finest_units
@@ -40,6 +40,7 @@ class _Compared:
     agreements: list[float]
     flags: set[str]
     consensus_rules: set[str]
+    votes: np.ndarray | None = None  # per voxel of the box, how many members have it (uint8)
     level_shift: int = 0  # from the consensus view's spine level rules
 
 
@@ -127,10 +128,10 @@ def _leave_one_out_agreement(member: MaskSurface, votes: np.ndarray, n: int, tol
         return 1.0
     others = 2 * (votes.astype(np.int16) - member.mask)
     strict = MaskSurface(others > n - 1, member.spacing, member.origin)
-    result = agreement(compare(member, strict, tolerance_mm))
+    result = agreement(overlap(member, strict, tolerance_mm))
     if (n - 1) % 2 == 0 and (ties := others == n - 1).any():
         with_ties = MaskSurface(strict.mask | ties, member.spacing, member.origin)
-        result = 0.5 * (result + agreement(compare(member, with_ties, tolerance_mm)))
+        result = 0.5 * (result + agreement(overlap(member, with_ties, tolerance_mm)))
     return result
 
 
@@ -154,7 +155,7 @@ def _compare_unit(unit: Unit, label_maps: Sequence[np.ndarray], boxes_by_member:
     tolerance = settings.tolerance_mm(unit.structure)
     agreements = [_leave_one_out_agreement(s, votes, n, tolerance) for s in surfaces]
     pairs = [p for a in range(n) for b in range(a + 1, n) if (p := compare(surfaces[a], surfaces[b], tolerance))]
-    compared = _Compared(unit, box, surfaces, consensus, pairs, agreements, set(), set())
+    compared = _Compared(unit, box, surfaces, consensus, pairs, agreements, set(), set(), votes)
     _mask_rules(compared, [members[i] for i in unit.members], shape, settings, schema)
     return compared
 
@@ -229,14 +230,16 @@ def _consensus_map(compared: list[_Compared], shape: tuple[int, ...], schema: Bo
     consensus = np.zeros(shape, np.uint16)
     support = np.zeros(shape, np.float32)
     finest = {u.structure for u in finest_units([c.unit for c in compared], schema)}
+    written: dict[int, Box] = {}
     for c in compared:
         if c.unit.structure not in finest or c.consensus is None or c.consensus.empty:
             continue
-        votes = np.sum([s.mask for s in c.surfaces], axis=0) / len(c.surfaces)
+        votes = c.votes / len(c.surfaces)
         wins = c.consensus.mask & (votes > support[c.box])
+        written[schema[c.unit.structure].id] = c.box
         consensus[c.box][wins] = schema[c.unit.structure].id
         support[c.box][wins] = votes[wins]
-    present = [int(v) for v in np.unique(consensus) if v]
+    present = sorted(v for v, box in written.items() if (consensus[box] == v).any())  # not all overwritten by others
     return consensus, {schema[v].name: number for number, v in enumerate(present, start=1)}
 
 

@@ -34,7 +34,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from labels.schema import default_schema
-from qc.metrics import PairMetrics
+from qc.metrics import Overlap, PairMetrics
 from qc.results import ABSENT, ACCEPT, INSUFFICIENT, REVIEW
 
 RULES = ("fov_cutoff", "extra_components", "wrong_side", "too_small", "level_order", "rib_vertebra_level", "presence",
@@ -112,7 +112,7 @@ class QcSettings:
                 f"times rule penalties ({penalties}); review below {self.review_below:g}")
 
 
-def agreement(metrics: PairMetrics | None) -> float:
+def agreement(metrics: PairMetrics | Overlap | None) -> float:
     """One member against the consensus of the others; both empty counts as full agreement."""
     if metrics is None:
         return 1.0
