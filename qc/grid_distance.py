@@ -51,26 +51,26 @@ def _offsets(spacing: Spacing) -> tuple[np.ndarray, np.ndarray]:
 
 def nearest_on_grid(sources: np.ndarray, target: np.ndarray, spacing: Spacing,
                     limit_mm: float = math.inf) -> tuple[np.ndarray, np.ndarray]:
-    """Distance (mm) from each source voxel to the nearest ``True`` voxel of ``target``, and the sources left over.
+    """Distances (mm) from source voxels to the nearest ``True`` voxel of ``target``, and the sources left over.
 
     ``sources``: flat indices into ``target``, a surface on the same crop in a
     background frame of ``padding(spacing)`` voxels, all inside the frame. Only
     offsets up to ``limit_mm`` (and the reach) are searched. Returns the distances
-    (NaN where the nearest target voxel lies beyond that) and the indices of those sources.
+    found, shortest first and not in the sources' order (the metrics need only
+    their distribution), and the flat indices of the sources with no target voxel that near.
     """
     steps, lengths = _offsets(spacing)
     count = int(np.searchsorted(lengths, limit_mm, side="right"))
     strides = np.array([target.shape[1] * target.shape[2], target.shape[2], 1])
     flat_target = target.ravel()
-    distances = np.full(len(sources), np.nan)
-    todo = np.arange(len(sources))
+    found, hits = [], []
     at = np.asarray(sources)
     for step, length in zip(steps[:count] @ strides, lengths[:count]):
-        if not todo.size:
+        if not at.size:
             break
         hit = flat_target[at + step]
-        if hit.any():
-            distances[todo[hit]] = length
-            missed = ~hit
-            todo, at = todo[missed], at[missed]
-    return distances, todo
+        if number := int(np.count_nonzero(hit)):
+            found.append(length)
+            hits.append(number)
+            at = at[~hit]
+    return np.repeat(np.array(found, dtype=np.float64), hits), at

@@ -95,11 +95,12 @@ class MaskSurface:
 
     @cached_property
     def surface_voxels(self) -> np.ndarray:
-        return np.column_stack(np.unravel_index(self._flat, self._framed.shape)) - np.array(self._pad)
+        """Indices (on the crop) of the surface voxels, C order like ``np.argwhere``."""
+        return self._voxels_at(self._flat)
 
     @cached_property
     def points_mm(self) -> np.ndarray:
-        return (self.surface_voxels + self.origin) * self.spacing
+        return self._points_at(self._flat)
 
     @cached_property
     def tree(self) -> cKDTree:
@@ -108,23 +109,30 @@ class MaskSurface:
     def near_count(self, other: MaskSurface, tolerance_mm: float) -> int:
         """How many of this surface's points lie within ``tolerance_mm`` of ``other``'s surface (same crop)."""
         spacing = tuple(self.spacing)
-        distances, far = grid_distance.nearest_on_grid(self._flat, other._framed, spacing, tolerance_mm)
-        near = len(distances) - far.size
+        found, far = grid_distance.nearest_on_grid(self._flat, other._framed, spacing, tolerance_mm)
         if far.size and tolerance_mm > grid_distance.reach_mm(spacing):  # beyond the search, not beyond the tolerance
-            near += int(np.count_nonzero(other.tree.query(self.points_mm[far], k=1)[0] <= tolerance_mm))
-        return near
+            return found.size + int(np.count_nonzero(other.tree.query(self._points_at(far), k=1)[0] <= tolerance_mm))
+        return found.size
 
     def distances_to(self, other: MaskSurface) -> np.ndarray:
         """Distance (mm) from each of this surface's points to the nearest point of ``other``'s surface (same crop).
 
-        Masks compared on one crop share most surface voxels (0 mm apart) and the
-        rest lie near the other surface, so the offset search finds nearly all;
-        the few beyond its reach are looked up in ``other``'s KD-tree.
+        In no particular order. Masks compared on one crop share most surface
+        voxels (0 mm apart) and the rest lie near the other surface, so the offset
+        search finds nearly all; the few beyond its reach are looked up in ``other``'s KD-tree.
         """
-        distances, far = grid_distance.nearest_on_grid(self._flat, other._framed, tuple(self.spacing))
+        found, far = grid_distance.nearest_on_grid(self._flat, other._framed, tuple(self.spacing))
         if far.size:
-            distances[far] = other.tree.query(self.points_mm[far], k=1)[0]
-        return distances
+            return np.concatenate([found, other.tree.query(self._points_at(far), k=1)[0]])
+        return found
+
+    def _voxels_at(self, flat: np.ndarray) -> np.ndarray:
+        """Crop indices of voxels given by flat indices into the framed surface."""
+        return np.column_stack(np.unravel_index(flat, self._framed.shape)) - np.array(self._pad)
+
+    def _points_at(self, flat: np.ndarray) -> np.ndarray:
+        """Points (mm, like ``points_mm``) of voxels given by flat indices into the framed surface."""
+        return (self._voxels_at(flat) + self.origin) * self.spacing
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from qc.boxes import grow_box, label_boxes, margin_voxels, mask_box, masks_box, union_box
 
@@ -49,6 +50,20 @@ def test_label_boxes_finds_every_label(masks):
     assert sorted(boxes) == [3, 7, 8]
     for value, box in boxes.items():
         assert box == _reference_box(label_map == value)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16, np.int32, np.uint32, np.int64])
+@pytest.mark.parametrize("shape", [(17, 23, 19), (6, 8, 16), (1, 1, 8)])
+def test_label_boxes_are_those_of_find_objects(dtype, shape):
+    """Every integer type, sizes read by words or not, a map in a non-C memory order; only labels > 0 count."""
+    rng = np.random.default_rng(sum(shape))
+    label_map = rng.choice(np.array([0, 0, 0, 1, 2, 5, 300 % np.iinfo(dtype).max], dtype=dtype), size=shape)
+    if np.issubdtype(dtype, np.signedinteger):
+        label_map[0, 0, :2] = -4
+    expected = {i + 1: b for i, b in enumerate(ndimage.find_objects(np.where(label_map > 0, label_map, 0))) if b}
+    assert label_boxes(label_map) == expected
+    assert label_boxes(np.asfortranarray(label_map)) == expected
+    assert label_boxes(np.zeros(shape, dtype)) == {}
 
 
 def test_grow_box_is_clipped_to_the_volume():
