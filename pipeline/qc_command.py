@@ -84,8 +84,10 @@ def run_qc_from_args(args: argparse.Namespace, series_uids: list[str] | None = N
     from pipeline.qc_job import QcJobSettings, run_qc_job
     from results.manifest import read_manifest
     from results.members import stored_segs
+    import pandas as pd
+
+    from results.qc_shards import read_qc_table
     from results.qc_tables import REPORT, SERIES_TABLE, TABLE, output_uri
-    from results.table_io import read_table
 
     store = store_uri(args.out)
     manifest = manifest_uri(args)
@@ -106,10 +108,9 @@ def run_qc_from_args(args: argparse.Namespace, series_uids: list[str] | None = N
     print(f"QC of {len(series)} series from {len(segs)} SEGs -> {settings.qc_dir}")
     run_qc_job(segs, settings, args.beam_args)
 
-    outcomes = read_table(output_uri(settings.qc_dir, SERIES_TABLE))
-    mine = outcomes[outcomes["series_uid"].isin(series)]
-    table = read_table(output_uri(settings.qc_dir, TABLE))
-    bones = table[table["series_uid"].isin(series)]
+    mine = read_qc_table(settings.qc_dir, SERIES_TABLE, series=series)  # every series has its row: the job wrote it
+    bones = read_qc_table(settings.qc_dir, TABLE, ["series_uid", "status"], series=series)
+    bones = pd.DataFrame(columns=["series_uid", "status"]) if bones is None else bones
     counts = bones["status"].value_counts()
     print(f"QC: {int((mine['status'] == 'done').sum())} series done, {int((mine['status'] == 'failed').sum())} failed; "
           f"{len(bones)} structures: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("accept", "review", "absent", "insufficient_sources")))

@@ -6,11 +6,13 @@ Elements are ``StoredSeg``s (UIDs and locations), never volumes; a series' SEGs
 meet on one worker, which fetches the CT once and decodes every SEG there.
 Outputs, under ``qc_dir`` (a folder or gs:// prefix; names in ``results.qc_tables``):
 
-- ``qc_table.parquet``: one row per (series, structure), columns ``qc.results.TABLE_COLUMNS``;
-- ``qc_series.parquet``: one row per series (done or failed, SEGs left out, the consensus SEG and SR UIDs);
+- ``qc_table/``: one row per (series, structure), columns ``qc.results.TABLE_COLUMNS``;
+- ``qc_series/``: one row per series (done or failed, SEGs left out, the consensus SEG and SR UIDs);
+  both in shards by series (``results.qc_shards``): a run rewrites only its series' shards;
 - ``model_comparison.parquet``: one row per (source, structure) over every series of the QC table
-  (``qc.comparison``), rewritten whole from the merged table;
-- ``qc_report.html``: the human-readable report of everything in the table.
+  (``qc.comparison``), the sum of each shard's aggregates (``results.comparison_parts``);
+- ``qc_report.html``: the human-readable report of everything in the table, from the columns it
+  needs and the comparison's aggregates.
 
 Rerunning replaces the rows of the series it redid, so QC can be rerun with new
 thresholds over the same SEGs without running any model.
@@ -30,14 +32,15 @@ import pandas as pd
 
 from pipeline.runner import new_pipeline
 from pipeline.stage2 import SeriesOutcome, qc_series
-from qc.comparison import model_comparison
 from qc.results import TABLE_COLUMNS
 from qc.score import QcSettings
 from results.blobs import write_bytes
+from results.comparison_parts import update_parts, write_comparison
 from results.members import StoredSeg
 from results.qc_tables import REPORT, REVIEW_LABELS, SERIES_TABLE, TABLE, output_uri
+from results.qc_shards import merge_qc_table, read_qc_table
 from results.series_ref import LOCAL, SeriesRef
-from results.table_io import merge_table, read_table, update_table
+from results.table_io import read_table
 
 log = logging.getLogger("bonehub.qc")
 
@@ -89,20 +92,20 @@ class WriteQcOutputs(beam.DoFn):
 
 
 def write_qc_outputs(outcomes: Sequence[SeriesOutcome], settings: QcJobSettings) -> pd.DataFrame:
-    from qc.report import write_report
+    """Merge the outcomes into the sharded tables, then write the comparison and the report; return the report's table."""
+    from qc.report import COLUMNS, write_report
 
     # a series redone this time is replaced whole; one that failed keeps its earlier rows
     new = pd.DataFrame([r.as_row() for o in outcomes for r in o.results], columns=TABLE_COLUMNS)
-    table = merge_table(output_uri(settings.qc_dir, TABLE), new, replace=["series_uid"], order=["series_uid"])
-    merge_table(output_uri(settings.qc_dir, SERIES_TABLE), pd.DataFrame([o.row() for o in outcomes]),
-                replace=["series_uid"], order=["series_uid"])
-    # derived from the table as stored now, which may hold rows a concurrent run merged after ours
-    update_table(output_uri(settings.qc_dir, COMPARISON),
-                 lambda _: model_comparison(read_table(output_uri(settings.qc_dir, TABLE))))
+    update_parts(settings.qc_dir, merge_qc_table(settings.qc_dir, TABLE, new))
+    merge_qc_table(settings.qc_dir, SERIES_TABLE, pd.DataFrame([o.row() for o in outcomes]))
+    parts = write_comparison(settings.qc_dir, COMPARISON)  # from the shards as stored now, concurrent runs' rows too
+    table = read_qc_table(settings.qc_dir, TABLE, COLUMNS)
+    table = pd.DataFrame(columns=list(COLUMNS)) if table is None else table
     snapshots = [p for o in outcomes for p in o.snapshots]
     with tempfile.TemporaryDirectory() as folder:
         local = write_report(table, snapshots, Path(folder) / REPORT, settings_text=settings.qc.describe(),
-                             review_labels=read_table(output_uri(settings.qc_dir, REVIEW_LABELS)))
+                             review_labels=read_table(output_uri(settings.qc_dir, REVIEW_LABELS)), comparison=parts)
         write_bytes(output_uri(settings.qc_dir, REPORT), local.read_bytes(), content_type="text/html")
     log.info("QC tables and report in %s: %d series this run, %d structures in the table", settings.qc_dir,
              len(outcomes), len(table))

@@ -45,6 +45,7 @@ presence shares.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,10 +56,14 @@ from qc.results import ABSENT
 from qc.score import RULES
 
 ALL = "*"  # the structure of a source's row over all structures
+OVERALL, STRUCTURE, REGION = "overall", "structure", "region"  # groupings of ``aggregate``: all, each structure, each region
+GROUPINGS = (OVERALL, STRUCTURE, REGION)
+KEYS = ["grouping", "source", "group"]
 COLUMNS = ["source", "structure", "series", "results", "present_where_others_see", "present_alone",
            "agreement_median", "agreement_p10", "outlier_named", *(f"fails_{rule}" for rule in RULES)]
 NEEDED = ("series_uid", "bone", "status", "members", "member_agreement", "flags", "outlier_source", "n_sources",
           "n_present")
+COUNTS = ["series", "results", "seen", "seen_n", "alone", "alone_n", "outlier", *(f"fails_{rule}" for rule in RULES)]
 _TEXT = "large_string[pyarrow]"  # Arrow text: split and cast without a Python object per part
 _AUGMENTATION = re.compile(r" \[[^\[\]]*\]$")
 
@@ -70,7 +75,7 @@ def source_of(member: str) -> str:
 
 @dataclass(frozen=True)
 class MemberRows:
-    """The compared results of a QC table, read once for any grouping of them (``summarise``)."""
+    """The compared results of a QC table, read once for any grouping of them (``aggregate``)."""
 
     bones: np.ndarray  # per kept result: its structure
     members: pd.DataFrame  # per (result, member): result, source, present (1/0/NaN unknown), others_present, agreement
@@ -78,13 +83,78 @@ class MemberRows:
     names: pd.Index  # source names by code
 
 
+@dataclass(frozen=True)
+class Aggregates:
+    """Additive partial aggregates of a QC table, per (grouping, source, group); ``combine`` adds them up.
+
+    ``counts``: ``KEYS`` + ``COUNTS`` (series, results, sums and counts behind each share); ``agreement``:
+    ``KEYS`` + agreement value + how often it occurs (the median and 10th percentile need every value).
+    Parts of tables with disjoint series add up to the aggregates of the whole (``series`` counts
+    distinct series), so each shard of the QC table keeps its own and the comparison needs no re-read.
+    """
+
+    counts: pd.DataFrame
+    agreement: pd.DataFrame
+
+
 def model_comparison(table: pd.DataFrame) -> pd.DataFrame:
     """One row per (source, structure) and per source over all structures (``"*"`` first); columns ``COLUMNS``."""
-    rows = member_rows(table)
-    found = pd.concat([summarise(rows, np.full(len(rows.bones), ALL, dtype=object)), summarise(rows, rows.bones)])
+    return comparison_from(aggregate(table))
+
+
+def comparison_from(parts: Aggregates) -> pd.DataFrame:
+    """``model_comparison`` from the (combined) aggregates of the table."""
+    found = pd.concat([summary(parts, OVERALL), summary(parts, STRUCTURE)])
     schema = default_schema()
     order = found["structure"].map(lambda name: -1 if name == ALL else schema[name].id)
     return found.assign(_order=order).sort_values(["source", "_order"]).drop(columns="_order").reset_index(drop=True)
+
+
+def aggregate(table: pd.DataFrame) -> Aggregates:
+    """The table's ``Aggregates`` over every grouping of ``GROUPINGS``."""
+    rows = member_rows(table)
+    groups = {OVERALL: np.full(len(rows.bones), ALL, dtype=object), STRUCTURE: rows.bones, REGION: regions(rows.bones)}
+    found = [_aggregate(rows, grouping, groups[grouping]) for grouping in GROUPINGS]
+    return Aggregates(pd.concat([c for c, _ in found], ignore_index=True),
+                      pd.concat([a for _, a in found], ignore_index=True))
+
+
+def combine(parts: Sequence[Aggregates]) -> Aggregates:
+    """The sum of the aggregates of tables with disjoint series (an empty sequence: no results)."""
+    counts = pd.concat([_counts_frame(), *(p.counts for p in parts if len(p.counts))], ignore_index=True)
+    agreement = pd.concat([_agreement_frame(), *(p.agreement for p in parts if len(p.agreement))], ignore_index=True)
+    return Aggregates(counts.groupby(KEYS, sort=False, as_index=False)[COUNTS].sum(),
+                      agreement.groupby([*KEYS, "agreement"], sort=False, as_index=False)["count"].sum())
+
+
+def summary(parts: Aggregates, grouping: str) -> pd.DataFrame:
+    """One row per (source, group) of ``grouping`` with ``COLUMNS`` (the group in ``structure``)."""
+    counts = parts.counts[parts.counts["grouping"] == grouping]
+    if counts.empty:
+        return pd.DataFrame(columns=COLUMNS)
+    median, p10 = _quantiles(parts.agreement[parts.agreement["grouping"] == grouping], counts)
+    results = counts["results"].astype(float)
+    found = pd.DataFrame({
+        "source": counts["source"].to_numpy(dtype=object), "structure": counts["group"].to_numpy(dtype=object),
+        "series": counts["series"].to_numpy(dtype=np.int64), "results": counts["results"].to_numpy(dtype=np.int64),
+        "present_where_others_see": _share(counts["seen"], counts["seen_n"]),
+        "present_alone": _share(counts["alone"], counts["alone_n"]),
+        "agreement_median": median, "agreement_p10": p10,
+        "outlier_named": _share(counts["outlier"], results),
+        **{f"fails_{rule}": _share(counts[f"fails_{rule}"], results) for rule in RULES},
+    })
+    return found[COLUMNS]
+
+
+def regions(bones: np.ndarray) -> np.ndarray:
+    """Each structure's region: the node right below the schema's root (the root itself stays itself)."""
+    schema = default_schema()
+    codes, names = pd.factorize(np.asarray(bones, dtype=object))
+    found = []
+    for name in names:
+        chain = [schema[name], *schema.ancestors(name)]
+        found.append(chain[-2].name if len(chain) > 1 else chain[-1].name)
+    return np.asarray(found, dtype=object)[codes]
 
 
 def member_rows(table: pd.DataFrame) -> MemberRows:
@@ -109,35 +179,73 @@ def member_rows(table: pd.DataFrame) -> MemberRows:
                       _source_results(kept, members, sources, member_names, source_codes), sources)
 
 
-def summarise(rows: MemberRows, groups: np.ndarray) -> pd.DataFrame:
-    """One row per (source, group) with ``COLUMNS``; ``groups[i]`` names the group of kept result ``i``."""
+def _aggregate(rows: MemberRows, grouping: str, groups: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(counts, agreement values) per (source, group); ``groups[i]`` names the group of kept result ``i``."""
     codes, names = pd.factorize(np.asarray(groups, dtype=object))  # grouping by integers, not by text
     member_result, present, others = (rows.members[c].to_numpy() for c in ("result", "present", "others_present"))
     members = pd.DataFrame({
         "source": rows.members["source"].to_numpy(), "group": codes[member_result],
-        "seen_here": np.where(others > 0, present, np.nan),
+        "seen": np.where(others > 0, present, np.nan),
         "alone": np.where(present == 1, (others == 0).astype(float), np.nan),
         "agreement": rows.members["agreement"].to_numpy(),
     })
     by_member = members.groupby(["source", "group"], sort=False)
     sources = rows.sources.assign(group=codes[rows.sources["result"].to_numpy()])
     by_source = sources.groupby(["source", "group"], sort=False)
-    found = pd.DataFrame({
-        "series": by_source["series"].nunique(),
-        "results": by_source.size(),
-        "present_where_others_see": by_member["seen_here"].mean(),
-        "present_alone": by_member["alone"].mean(),
-        "agreement_median": by_member["agreement"].median(),
-        "agreement_p10": by_member["agreement"].quantile(0.1),
-        "outlier_named": by_source["outlier"].mean(),
-        **{f"fails_{rule}": by_source[f"fails_{rule}"].mean() for rule in RULES},
+    counts = pd.DataFrame({
+        "series": by_source["series"].nunique(), "results": by_source.size(),
+        "seen": by_member["seen"].sum(), "seen_n": by_member["seen"].count(),
+        "alone": by_member["alone"].sum(), "alone_n": by_member["alone"].count(),
+        "outlier": by_source["outlier"].sum(), **{f"fails_{rule}": by_source[f"fails_{rule}"].sum() for rule in RULES},
     })
-    if found.empty:
-        return pd.DataFrame(columns=COLUMNS)
-    found = found.reset_index()
-    found["source"] = np.asarray(rows.names, dtype=object)[found["source"].to_numpy()]
-    found["structure"] = np.asarray(names, dtype=object)[found["group"].to_numpy()]
-    return found[COLUMNS]
+    agreement = members.dropna(subset=["agreement"]).groupby(["source", "group", "agreement"], sort=False).size()
+    return _named(counts.reset_index(), rows, names, grouping), _named(agreement.rename("count").reset_index(), rows, names, grouping)
+
+
+def _named(frame: pd.DataFrame, rows: MemberRows, names: pd.Index, grouping: str) -> pd.DataFrame:
+    """Source and group codes replaced by their names (codes differ between tables; names add up)."""
+    if frame.empty:
+        return _counts_frame() if "results" in frame.columns else _agreement_frame()
+    frame.insert(0, "grouping", grouping)
+    frame["source"] = np.asarray(rows.names, dtype=object)[frame["source"].to_numpy()]
+    frame["group"] = np.asarray(names, dtype=object)[frame["group"].to_numpy()]
+    return frame
+
+
+def _counts_frame() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=object if c in KEYS else float) for c in [*KEYS, *COUNTS]})
+
+
+def _agreement_frame() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=object if c in KEYS else float) for c in [*KEYS, "agreement", "count"]})
+
+
+def _share(part: pd.Series, whole: pd.Series) -> np.ndarray:
+    """part / whole as pandas' mean gives it (sums of 0/1 are exact), NaN where nothing counts."""
+    part, whole = part.to_numpy(dtype=float), whole.to_numpy(dtype=float)
+    found = np.full(len(part), np.nan)
+    np.divide(part, whole, out=found, where=whole > 0)
+    return found
+
+
+def _quantiles(agreement: pd.DataFrame, counts: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Median and 10th percentile (linear) of each (source, group)'s agreement values, as pandas computes them."""
+    key = pd.MultiIndex.from_frame(counts[["source", "group"]])
+    median, p10 = np.full(len(counts), np.nan), np.full(len(counts), np.nan)
+    ordered = agreement.sort_values("agreement", kind="stable")
+    for (source, group), values in ordered.groupby(["source", "group"], sort=False):
+        at = key.get_loc((source, group))
+        value, cumulative = values["agreement"].to_numpy(dtype=float), np.cumsum(values["count"].to_numpy(dtype=np.int64))
+        n = int(cumulative[-1])
+
+        def nth(rank: int) -> float:
+            return float(value[np.searchsorted(cumulative, rank, side="right")])
+
+        median[at] = nth(n // 2) if n % 2 else (nth(n // 2) + nth(n // 2 - 1)) / 2
+        position = 0.1 * (n - 1)
+        low, fraction = int(position), position % 1
+        p10[at] = nth(low) if fraction == 0.0 else nth(low) + (nth(low + 1) - nth(low)) * fraction
+    return median, p10
 
 
 def _split(column: pd.Series) -> tuple[pd.Series, np.ndarray]:

@@ -27,10 +27,12 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from labels.schema import default_schema
+from qc.comparison import NEEDED as COMPARISON_NEEDED
+from qc.comparison import Aggregates, aggregate
 from qc.report_comparison import comparison_section
 from qc.report_html import DPI, number, png, table_html
 from qc.report_review import review_section
-from qc.results import ABSENT, INSUFFICIENT, QC_STATUSES, REVIEW, STATUSES, TABLE_COLUMNS
+from qc.results import ABSENT, INSUFFICIENT, QC_STATUSES, REVIEW, STATUSES
 from qc.review_feedback import DEFAULT_MIN_LABELS, DEFAULT_TARGET_ERROR, summarise
 from qc.snapshot import Snapshot
 
@@ -38,6 +40,9 @@ WORST_ROWS = 20
 MAX_HEATMAP_SERIES = 60  # more columns are unreadable: the heatmap then shows the series with the lowest mean score
 MAX_SERIES_ROWS = 100  # more series: the series table lists only those the other sections name
 MAX_SNAPSHOTS = 50  # more: the snapshots of the lowest scores
+# the QC table columns the report reads besides the model comparison's (``COMPARISON_NEEDED``): a whole collection's
+# QC job reads only these, and gives the comparison as aggregates kept per shard
+COLUMNS = ("series_uid", "study_uid", "bone", "status", "score", "flags", "outlier_source", "dice_mean", "hd95_mm")
 BONE_WINDOW = (400.0, 1800.0)  # level, width in HU
 SCORE_CMAP = "RdYlGn"
 NO_SCORE_COLOURS = {  # heatmap cells without a score, each kind visibly different
@@ -70,13 +75,16 @@ def write_report(
     review_labels: pd.DataFrame | None = None,
     target_error: float = DEFAULT_TARGET_ERROR,
     min_labels: int = DEFAULT_MIN_LABELS,
+    comparison: Aggregates | None = None,
 ) -> Path:
-    """Write the QC report of ``table`` (columns ``qc.results.TABLE_COLUMNS``) with one figure per snapshot.
+    """Write the QC report of ``table`` (columns ``COLUMNS``) with one figure per snapshot.
 
+    ``comparison``: the table's model comparison aggregates (``qc.comparison.aggregate``, or the sum of its
+    shards'); without them the table needs the comparison's columns too, and they are computed from it.
     With ``review_labels`` (``qc.review_feedback.LABEL_COLUMNS``, from ``bonehub review feedback``) the
     report ends with what the reviewers' verdicts and corrections say about the score.
     """
-    _check_table(table)
+    _check_table(table, COLUMNS if comparison is not None else (*COLUMNS, *COMPARISON_NEEDED))
     labels = _series_labels(table)
     heatmap, worst, shown = _heatmap_series(table, labels), _worst_rows(table), _chosen_snapshots(snapshots)
     named = {*heatmap, *worst["series_uid"], *(s.series_uid for s in shown)}
@@ -86,7 +94,7 @@ def write_report(
         f"<h2>Settings</h2>\n<pre>{escape(settings_text)}</pre>" if settings_text else "",
         _heatmap_section(table, labels, heatmap),
         _bones_section(table),
-        comparison_section(table),
+        comparison_section(aggregate(table) if comparison is None else comparison),
         _series_section(table, labels, named),
         _worst_section(worst, labels),
         _snapshots_section(shown, labels, len(snapshots)),
@@ -116,8 +124,8 @@ def _write_document(title: str, sections: Sequence[str], path: Path) -> Path:
     return path
 
 
-def _check_table(table: pd.DataFrame) -> None:
-    missing = [c for c in TABLE_COLUMNS if c not in table.columns]
+def _check_table(table: pd.DataFrame, columns: Sequence[str]) -> None:
+    missing = [c for c in dict.fromkeys(columns) if c not in table.columns]
     if missing:
         raise ValueError(f"QC table lacks columns {missing}")
     unknown = sorted(set(table["status"]) - set(STATUSES))

@@ -19,7 +19,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import PercentFormatter
 
 from labels.schema import default_schema
-from qc.comparison import ALL, member_rows, summarise
+from qc.comparison import OVERALL, REGION, Aggregates, summary
 from qc.report_html import DPI, number, png, table_html
 from qc.score import RULES
 
@@ -27,14 +27,13 @@ _HEADER = ("source", "series", "results", "sees what others see", "sees alone", 
            "agreement 10th percentile", "named outlier", "rules failed on its own")
 
 
-def comparison_section(table: pd.DataFrame) -> str:
-    """The HTML section for a QC table (``qc.results.TABLE_COLUMNS``)."""
-    rows = member_rows(table)
-    overall = summarise(rows, np.full(len(rows.bones), ALL, dtype=object))
+def comparison_section(parts: Aggregates) -> str:
+    """The HTML section from the aggregates of a QC table (``qc.comparison.aggregate``, or shards' ``combine``)."""
+    overall = summary(parts, OVERALL)
     heading = "<h2>Model comparison</h2>\n"
     if overall.empty:
         return heading + "<p>No structure was compared by two or more segmentations.</p>"
-    by_region = summarise(rows, _regions(rows.bones))
+    by_region = summary(parts, REGION)
     intro = (
         "<p>Each source with all its augmentations pooled, over every series of this run where it was compared with "
         "at least one other segmentation (structures nobody found are left out). <em>Sees what others see</em>: share "
@@ -65,17 +64,6 @@ def comparison_section(table: pd.DataFrame) -> str:
     return (heading + intro + table_html(_HEADER, table_rows, numeric=set(range(1, 8)))
             + f'\n<figure><img alt="model comparison per region" src="{png(figure)}">'
             f"<figcaption>{escape(caption)}</figcaption></figure>")
-
-
-def _regions(bones: np.ndarray) -> np.ndarray:
-    """Each structure's region: the node right below the schema's root (the root itself stays itself)."""
-    schema = default_schema()
-    codes, names = pd.factorize(bones)
-    regions = []
-    for name in names:
-        chain = [schema[name], *schema.ancestors(name)]
-        regions.append(chain[-2].name if len(chain) > 1 else chain[-1].name)
-    return np.asarray(regions, dtype=object)[codes]
 
 
 def _percent(value: float) -> str:

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from results.blobs import read_bytes, read_versioned, write_bytes, write_if_unchanged
 
@@ -27,9 +28,12 @@ PARQUET = "application/vnd.apache.parquet"
 _GCS_ATTEMPTS = 50  # conflicts only happen while other runs write the same table
 
 
-def read_table(uri: str | os.PathLike) -> pd.DataFrame | None:
-    """The table at ``uri`` (local path or ``gs://``), or None when there is none yet."""
-    return _frame(read_bytes(str(uri)))
+def read_table(uri: str | os.PathLike, columns: Sequence[str] | None = None) -> pd.DataFrame | None:
+    """The table at ``uri`` (local path or ``gs://``), or None when there is none yet.
+
+    ``columns``: only those of them the table has (an older table may lack newer columns).
+    """
+    return _frame(read_bytes(str(uri)), columns)
 
 
 def write_table(uri: str | os.PathLike, frame: pd.DataFrame) -> None:
@@ -91,8 +95,13 @@ def _locked(uri: str) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _frame(data: bytes | None) -> pd.DataFrame | None:
-    return None if data is None else pd.read_parquet(io.BytesIO(data))
+def _frame(data: bytes | None, columns: Sequence[str] | None = None) -> pd.DataFrame | None:
+    if data is None:
+        return None
+    if columns is None:
+        return pd.read_parquet(io.BytesIO(data))
+    stored = set(pq.read_schema(io.BytesIO(data)).names)
+    return pd.read_parquet(io.BytesIO(data), columns=[c for c in columns if c in stored])
 
 
 def _parquet(frame: pd.DataFrame) -> bytes:

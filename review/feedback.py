@@ -18,8 +18,9 @@ import pandas as pd
 
 from qc.review_feedback import CHANGED, CONFIRMED, LABEL_COLUMNS, UNSEGMENTED, FeedbackSummary, summarise
 from results.blobs import write_bytes
+from results.qc_shards import read_qc_table
 from results.qc_tables import REVIEW_LABELS, REVIEW_REPORT, RISK_COVERAGE, TABLE, output_uri
-from results.table_io import read_table, write_table
+from results.table_io import write_table
 from review.state import ReviewInputError, Verdict, read_corrections
 
 
@@ -50,7 +51,7 @@ def write_feedback(qc_dir: str, *, target_error: float, min_labels: int) -> Feed
     """``review_labels.parquet``, ``risk_coverage.parquet`` and ``review_feedback.html`` in ``qc_dir``."""
     from qc.report import write_review_report
 
-    table = read_table(output_uri(qc_dir, TABLE))
+    table = read_qc_table(qc_dir, TABLE)
     if table is None:
         raise ReviewInputError(f"no QC results in {qc_dir}: run `bonehub qc` first")
     labels = review_labels(table, read_corrections(qc_dir))

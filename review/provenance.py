@@ -1,6 +1,6 @@
 """One provenance state per structure of every series, and its BoneHub status code: what a dataset may trust.
 
-QC says what it thinks of each structure (``qc_table.parquet``); reviewers say
+QC says what it thinks of each structure (``qc_table``); reviewers say
 what they found since (``corrections.parquet``, latest row last). This module
 turns both into exactly one state per (series, structure) and maps the state to
 BoneHub's status code (``labels.bonehub_status``: origin * 10 + review), so the
@@ -35,8 +35,8 @@ from labels.bonehub_status import BoneHubStatus, StatusOrigin, StatusReview
 from labels.coded_values import CodedValue
 from labels.schema import default_schema
 from qc.results import ACCEPT, ACCEPTED, CORRECTED, MISSING, QcStatus, REJECTED, REVIEW
-from results.qc_tables import SERIES_TABLE, TABLE, output_uri
-from results.table_io import read_table
+from results.qc_shards import read_qc_table
+from results.qc_tables import SERIES_TABLE, TABLE
 from review.state import ReviewInputError, Verdict, read_corrections
 
 
@@ -113,7 +113,7 @@ def provenance_table(qc_dir: str) -> pd.DataFrame:
     map (latest correction, else the consensus) and the latest QC SR.
     Vectorised over the QC table: a collection's table has millions of rows.
     """
-    table, series = read_table(output_uri(qc_dir, TABLE)), read_table(output_uri(qc_dir, SERIES_TABLE))
+    table, series = read_qc_table(qc_dir, TABLE), read_qc_table(qc_dir, SERIES_TABLE)
     if table is None or series is None:
         raise ReviewInputError(f"no QC results in {qc_dir}: run `bonehub qc` first")
     log = read_corrections(qc_dir)

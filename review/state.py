@@ -18,6 +18,7 @@ import pandas as pd
 from dicom_io.errors import DicomInputError
 from dicom_io.uids import validate_uid
 from labels.coded_values import CodedValue
+from results.qc_shards import read_qc_table
 from results.qc_tables import SERIES_TABLE, TABLE, output_uri
 from results.table_io import append_table, read_table
 
@@ -73,8 +74,7 @@ class SegRef:
 
 def qc_tables(place: ReviewPlace) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(per-structure QC table, per-series QC table); an error naming the folder when QC has not run."""
-    table = read_table(output_uri(place.qc_dir, TABLE))
-    series = read_table(output_uri(place.qc_dir, SERIES_TABLE))
+    table, series = read_qc_table(place.qc_dir, TABLE), read_qc_table(place.qc_dir, SERIES_TABLE)
     if table is None or series is None:
         raise ReviewInputError(f"no QC results in {place.qc_dir}: run `bonehub qc` first")
     return table, series

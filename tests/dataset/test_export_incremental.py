@@ -21,6 +21,7 @@ from dicom_io.seg_reader import read_seg
 from dicom_io.stores import open_store
 from labels.schema import default_schema
 from pipeline.cli import main
+from results.qc_shards import merge_qc_table, read_qc_table
 from tests.review.test_review_loop import edit_mask, export as review_export, world
 from tests.review.test_verdicts import decided  # noqa: F401
 
@@ -32,9 +33,11 @@ def two_series(decided, oblique_base):
     run, _ = decided
     other, _ = oblique_base
     shutil.copytree(other / "seg", run.root / "seg", dirs_exist_ok=True)
-    for table in ("manifest.parquet", "qc/qc_table.parquet", "qc/qc_series.parquet"):  # the sample's rows first
-        merged = pd.concat([pd.read_parquet(run.root / table), pd.read_parquet(other / table)], ignore_index=True)
-        merged.to_parquet(run.root / table, index=False)
+    merged = pd.concat([pd.read_parquet(run.root / "manifest.parquet"), pd.read_parquet(other / "manifest.parquet")],
+                       ignore_index=True)  # the sample's rows first
+    merged.to_parquet(run.root / "manifest.parquet", index=False)
+    for table in ("qc_table", "qc_series"):
+        merge_qc_table(str(run.root / "qc"), table, read_qc_table(str(other / "qc"), table))
     return run
 
 
@@ -62,7 +65,7 @@ def correct_later(run) -> None:
 
 def test_reruns_write_nothing_and_a_later_correction_rewrites_only_its_series(two_series, tmp_path, capsys):
     run = two_series
-    sample, oblique = (str(uid) for uid in pd.read_parquet(run.root / "qc" / "qc_series.parquet").series_uid)
+    sample, oblique = (str(uid) for uid in read_qc_table(str(run.root / "qc"), "qc_series").series_uid)
     exports = {fmt: tmp_path / fmt for fmt in ("dicom", "bonehub")}
 
     def export_all(*extra: str) -> dict[str, dict]:

@@ -35,6 +35,7 @@ from labels.schema import default_schema
 from pipeline.cli import main
 from tests.review.test_verdicts import ACCEPTED, CORRECTED, MISSING, QC_STATE, REJECTED, decided  # noqa: F401
 from tests.support.dciodvfy import errors_reported
+from results.qc_shards import read_qc_table
 
 DCMQI_BIN = Path(__import__("dcmqi").__file__).parent / "bin"
 DEFAULT = {"automatic_accepted", "human_accepted", "human_corrected"}
@@ -44,7 +45,7 @@ SR_STATE = {"accept": "automatic_accepted", "review": "automatic_failed", "accep
 
 
 def expected_states(run) -> dict[str, tuple[str, int]]:
-    table = pd.read_parquet(run.root / "qc" / "qc_table.parquet")
+    table = read_qc_table(str(run.root / "qc"), "qc_table")
     expected = {row.bone: QC_STATE[row.status] for row in table.itertuples()}
     return expected | {CORRECTED: ("human_corrected", 23), ACCEPTED: ("human_accepted", 13),
                        REJECTED: ("human_rejected", 14), MISSING: ("missing", 4)}
@@ -96,7 +97,7 @@ def test_dicom_export_has_every_bone_in_its_state_and_only_trusted_labels(decide
 
     # references: the CT, and every SEG the labels were made from (sources, consensus, corrected)
     manifest = pd.read_parquet(run.root / "manifest.parquet")
-    qc_series = pd.read_parquet(run.root / "qc" / "qc_series.parquet")
+    qc_series = read_qc_table(str(run.root / "qc"), "qc_series")
     log = pd.read_parquet(run.root / "qc" / "corrections.parquet")
     made_from = set(manifest.seg_sop_instance_uid) | {qc_series.consensus_sop_uid[0], log.seg_sop_uid[0]}
     assert {str(i.ReferencedSOPInstanceUID) for i in seg.ReferencedInstanceSequence} == made_from

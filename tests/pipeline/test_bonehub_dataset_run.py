@@ -13,7 +13,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pydicom
 import pytest
 import SimpleITK as sitk
@@ -30,6 +29,7 @@ from labels.schema import default_schema
 from pipeline.cli import main
 from pipeline.inputs import bonehub_inputs, volume_series
 from results.manifest import read_manifest
+from results.qc_shards import read_qc_table
 
 FULL, FAST = "seg_totalsegmentator_v2_full.nii.gz", "seg_totalsegmentator_v2_fast.nii.gz"
 REJECTED = "rib_left_8"  # its label carries "expert rejected" (14): it must not vote
@@ -132,7 +132,7 @@ def test_bonehub_dataset_runs_end_to_end_and_reruns_write_nothing(run, sample_ct
     assert "vertebra_L1" in {s.schema_name for s in decoded.segments} and REJECTED not in {s.schema_name for s in decoded.segments}
 
     # QC: the BoneHub mask is a member next to the two other sources, and agrees with TotalSegmentator
-    table = pd.read_parquet(work / "qc" / "qc_table.parquet")
+    table = read_qc_table(str(work / "qc"), "qc_table")
     members = set(table.members.str.split(";").explode())
     assert any(m.startswith(SOURCE) for m in members) and any(m.startswith("TotalSegmentator fast") for m in members)
     l1 = table[(table.bone == "vertebra_L1")]

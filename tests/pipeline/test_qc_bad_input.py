@@ -7,7 +7,6 @@ series when none of its SEGs is usable; the rest of the run finishes.
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from dicom_io.ct_series import read_ct_series
@@ -19,6 +18,7 @@ from pipeline.cli import main
 from qc.assess import QcInputError, assess_series
 from qc.results import Member
 from results.manifest import WRITTEN, ManifestRow, merge_into_manifest
+from results.qc_shards import read_qc_table
 
 OTHER_SERIES = "1.2.826.0.1.3680043.8.498.7101"
 FULL, FAST = "seg_totalsegmentator_v2_full.nii.gz", "seg_totalsegmentator_v2_fast.nii.gz"
@@ -73,9 +73,9 @@ def test_unusable_segs_are_left_out_and_named(tmp_path, sample_dir, sample_ct, s
     assert f"wrong series 1 (SEG {rows[2].seg_sop_instance_uid}): SegGeometryError" in out
     assert f"references series ['{OTHER_SERIES}'], not CT series {sample_ct.series_instance_uid}" in out
     assert f"liver codes 1 (SEG {liver.SOPInstanceUID}): UnknownSegmentError" in out and "Liver" in out
-    table = pd.read_parquet(tmp_path / "qc" / "qc_table.parquet")
+    table = read_qc_table(str(tmp_path / "qc"), "qc_table")
     assert set(table.members.str.split(";").explode()) == {"full 1", "fast 1"}
-    series = pd.read_parquet(tmp_path / "qc" / "qc_series.parquet")
+    series = read_qc_table(str(tmp_path / "qc"), "qc_series")
     assert series.skipped[0].count("SegGeometryError") == 1 and series.skipped[0].count("UnknownSegmentError") == 1
 
 
@@ -89,7 +89,7 @@ def test_single_source_and_a_series_without_usable_seg(tmp_path, sample_dir, sam
     out = capsys.readouterr().out
     assert "QC: 1 series done, 1 failed" in out
     assert f"failed: series {OTHER_SERIES}: read SEGs: no usable SEG: misfiled 1" in out
-    table = pd.read_parquet(tmp_path / "qc" / "qc_table.parquet")
+    table = read_qc_table(str(tmp_path / "qc"), "qc_table")
     assert set(table.series_uid) == {sample_ct.series_instance_uid}
     assert set(table.status) == {"insufficient_sources"} and table.score.isna().all()
 

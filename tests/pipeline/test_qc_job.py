@@ -26,6 +26,7 @@ from pipeline.cli import main
 from qc.comparison import ALL, model_comparison
 from results.manifest import read_manifest
 from tests.support.dciodvfy import errors_reported
+from results.qc_shards import read_qc_table
 
 SCHEMA = default_schema()
 
@@ -50,7 +51,7 @@ def member_maps(sample_run, sample_ct) -> dict[str, np.ndarray]:
 
 
 def _table(out: Path) -> pd.DataFrame:
-    return pd.read_parquet(out / "qc" / "qc_table.parquet")
+    return read_qc_table(str(out / "qc"), "qc_table")
 
 
 def _sitk_dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -72,8 +73,8 @@ def _hd95_by_distance_transform(a: np.ndarray, b: np.ndarray, spacing) -> float:
 
 def test_run_ends_with_qc_outputs(sample_run, sample_ct):
     qc = sample_run / "qc"
-    assert {p.name for p in qc.iterdir()} >= {"qc_table.parquet", "qc_series.parquet", "qc_report.html"}
-    series = pd.read_parquet(qc / "qc_series.parquet")
+    assert {p.name for p in qc.iterdir()} >= {"qc_table", "qc_series", "qc_report.html"}
+    series = read_qc_table(str(qc), "qc_series")
     assert list(series.status) == ["done"] and series.sr_sop_uid[0] and series.consensus_sop_uid[0]
     table = _table(sample_run)
     assert (table.series_uid == sample_ct.series_instance_uid).all()
@@ -118,7 +119,7 @@ def test_table_numbers_match_independent_computations(sample_run, member_maps, s
 
 def test_sr_agrees_with_the_table(sample_run, sample_ct):
     store = open_store(sample_run / "seg")
-    series = pd.read_parquet(sample_run / "qc" / "qc_series.parquet").iloc[0]
+    series = read_qc_table(str(sample_run / "qc"), "qc_series").iloc[0]
     instances = {ref.sop_uid: ref for ref in store.list_instances(study_uid=sample_ct.study_instance_uid)}
     sr = store.get(*instances[series.sr_sop_uid][:3])
     consensus = store.get(*instances[series.consensus_sop_uid][:3])
@@ -145,7 +146,7 @@ def test_sr_agrees_with_the_table(sample_run, sample_ct):
 
 def test_consensus_is_the_majority_of_the_sources(sample_run, member_maps, sample_ct):
     store = open_store(sample_run / "seg")
-    series = pd.read_parquet(sample_run / "qc" / "qc_series.parquet").iloc[0]
+    series = read_qc_table(str(sample_run / "qc"), "qc_series").iloc[0]
     ref = next(r for r in store.list_instances(study_uid=sample_ct.study_instance_uid) if r.sop_uid == series.consensus_sop_uid)
     consensus = read_seg(store.get(*ref[:3]), sample_ct).volume.array
     full = member_maps["TotalSegmentator total 2 (reference output of its test suite)"]
@@ -181,7 +182,7 @@ def test_binary_consensus_for_slicer_and_a_clean_dciodvfy(sample_run, sample_ct)
     """--consensus-seg-type binary: the SR then references a BINARY SEG, which the 2022 dciodvfy fully knows."""
     assert main(["qc", "--out", str(sample_run / "seg"), "--manifest", str(sample_run / "manifest.parquet"),
                  "--qc-dir", str(sample_run / "qc"), "--consensus-seg-type", "binary"]) == 0
-    series = pd.read_parquet(sample_run / "qc" / "qc_series.parquet").iloc[0]
+    series = read_qc_table(str(sample_run / "qc"), "qc_series").iloc[0]
     path = next(p for p in (sample_run / "seg").rglob("*.dcm") if p.stem == series.sr_sop_uid)
     sr = pydicom.dcmread(path)
     (evidence,) = sr.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0].ReferencedSOPSequence

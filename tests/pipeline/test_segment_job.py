@@ -13,6 +13,7 @@ from dicom_io.ct_series import read_ct_series
 from dicom_io.ct_writer import write_ct_series
 from dicom_io.seg_reader import read_seg
 from pipeline.cli import main
+from results.qc_shards import read_qc_table
 
 PRECOMPUTED = "precomputed:{table}?label_set=totalsegmentator_total&name=TotalSegmentator total&version=2"
 BROKEN_SERIES = "1.2.826.0.1.3680043.8.498.7002"
@@ -78,7 +79,7 @@ def test_failures_are_isolated_named_and_retried_on_rerun(three_series, sample_d
 
     # What was written is where the manifest says, and decodes onto the CT grid.
     files = _seg_files(store)
-    qc = pd.read_parquet(tmp_path / "qc" / "qc_series.parquet")  # QC ran on the series that have SEGs
+    qc = read_qc_table(str(tmp_path / "qc"), "qc_series")  # QC ran on the series that have SEGs
     assert sorted(qc.series_uid) == sorted([sample_uid, COPY_SERIES]) and set(qc.status) == {"done"}
     qc_outputs = {*qc.consensus_sop_uid, *qc.sr_sop_uid}
     assert {p.stem for p in files} == set(written.seg_sop_instance_uid) | qc_outputs
@@ -132,7 +133,7 @@ def test_multi_process_direct_runner(three_series, tmp_path):
                 "--direct_num_workers=2", "--direct_running_mode=multi_processing") == 0
     manifest = pd.read_parquet(store / "manifest.parquet")
     assert sorted(manifest.status) == ["written", "written"]
-    qc = pd.read_parquet(store / "qc" / "qc_series.parquet")  # the QC job ran in worker processes too
+    qc = read_qc_table(str(store / "qc"), "qc_series")  # the QC job ran in worker processes too
     assert list(qc.status) == ["done"]
     assert {p.stem for p in store.rglob("*.dcm")} == {*manifest.seg_sop_instance_uid, *qc.consensus_sop_uid, *qc.sr_sop_uid}
 

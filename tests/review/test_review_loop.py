@@ -25,6 +25,7 @@ from dicom_io.sr_reader import find_content_item, read_qc_sr
 from dicom_io.stores import open_store
 from labels.schema import default_schema
 from tests.support.dciodvfy import errors_reported
+from results.qc_shards import read_qc_table
 
 SCHEMA = default_schema()
 BONE = "vertebra_L1"
@@ -36,13 +37,13 @@ def store_files(root: Path) -> dict[str, str]:
 
 
 def item_folder(run, bone: str = BONE) -> Path:
-    series = pd.read_parquet(run.root / "qc" / "qc_series.parquet").series_uid[0]
+    series = read_qc_table(str(run.root / "qc"), "qc_series").series_uid[0]
     return run.root / "export" / series / bone
 
 
 def export(run, bone: str = BONE, *extra: str) -> Path:
     assert run.review("worklist", "--to", str(run.root / "export")) == 0
-    series = pd.read_parquet(run.root / "qc" / "qc_series.parquet").series_uid[0]
+    series = read_qc_table(str(run.root / "qc"), "qc_series").series_uid[0]
     assert run.review("export", "--to", str(run.root / "export"), "--item", f"{series}/{bone}", *extra) == 0
     return item_folder(run, bone)
 
@@ -96,7 +97,7 @@ def test_worklist_lists_review_bones_lowest_score_first(reviewed_sample):
     run = reviewed_sample
     assert run.review("worklist", "--to", str(run.root / "wl")) == 0
     items = json.loads((run.root / "wl" / "worklist.json").read_text())["items"]
-    table = pd.read_parquet(run.root / "qc" / "qc_table.parquet")
+    table = read_qc_table(str(run.root / "qc"), "qc_table")
     review = table[table.status == "review"]
     assert [i["bone"] for i in items] == list(review.sort_values("score", kind="stable").bone)
     assert [i["priority"] for i in items] == list(range(1, len(items) + 1)) and len(items) >= 10

@@ -24,13 +24,14 @@ from tests.support.dciodvfy import errors_reported
 
 sys.path.insert(0, str(MODULE_DIR))
 from BoneHubReviewLib import logic as slicer_logic  # noqa: E402
+from results.qc_shards import read_qc_table
 
 CORRECTED, ACCEPTED, REJECTED, MISSING = "vertebra_L1", "vertebra_T12", "rib_left_8", "vertebra_L3"
 QC_STATE = {"accept": ("automatic_accepted", 11), "review": ("automatic_failed", 12), "absent": ("absent", 0)}
 
 
 def series_uid(run) -> str:
-    return str(pd.read_parquet(run.root / "qc" / "qc_series.parquet").series_uid[0])
+    return str(read_qc_table(str(run.root / "qc"), "qc_series").series_uid[0])
 
 
 def log(run) -> pd.DataFrame:
@@ -89,7 +90,7 @@ def decided(reviewed_sample):
 
 def test_every_bone_lands_in_exactly_its_state(decided):
     run, before = decided
-    table = pd.read_parquet(run.root / "qc" / "qc_table.parquet")
+    table = read_qc_table(str(run.root / "qc"), "qc_table")
     expected = {row.bone: QC_STATE[row.status] for row in table.itertuples()}
     expected |= {CORRECTED: ("human_corrected", 23), ACCEPTED: ("human_accepted", 13),
                  REJECTED: ("human_rejected", 14), MISSING: ("missing", 4)}
@@ -115,7 +116,7 @@ def test_the_revised_sr_chain_says_each_bones_state(decided):
     store = open_store(run.root / "seg")
     rows = log(run)
     study = str(rows.study_uid[0])
-    table = pd.read_parquet(run.root / "qc" / "qc_table.parquet")
+    table = read_qc_table(str(run.root / "qc"), "qc_table")
     qc_status = dict(zip(table.bone, table.status))
     chain, sop, series_of = [], str(rows.sr_sop_uid.iloc[-1]), str(rows.sr_series_uid.iloc[-1])
     revised = set(rows.sr_sop_uid)
@@ -124,7 +125,7 @@ def test_the_revised_sr_chain_says_each_bones_state(decided):
         chain.append(sr)
         reference = sr.PredecessorDocumentsSequence[0].ReferencedSeriesSequence[0]
         sop, series_of = str(reference.ReferencedSOPSequence[0].ReferencedSOPInstanceUID), str(reference.SeriesInstanceUID)
-    qc_series = pd.read_parquet(run.root / "qc" / "qc_series.parquet")
+    qc_series = read_qc_table(str(run.root / "qc"), "qc_series")
     assert sop == qc_series.sr_sop_uid[0] and len(chain) == 4
     said = [{g["bone"]: g["status"] for g in read_qc_sr(sr)} for sr in reversed(chain)]
     decided = {CORRECTED: "corrected", ACCEPTED: "accepted", REJECTED: "rejected", MISSING: "missing"}
@@ -149,7 +150,7 @@ def test_feedback_tables_on_the_four_decisions(decided, capsys):
     assert "precision of review: 2/3 needed a change; 1 false alarms" in out and "not shown, 3 labels < 20" in out
     labels = pd.read_parquet(run.root / "qc" / "review_labels.parquet").set_index("bone")
     assert dict(labels.outcome) == {CORRECTED: "changed", ACCEPTED: "confirmed", REJECTED: "changed", MISSING: "missing"}
-    table = pd.read_parquet(run.root / "qc" / "qc_table.parquet").set_index("bone")
+    table = read_qc_table(str(run.root / "qc"), "qc_table").set_index("bone")
     for bone in (CORRECTED, ACCEPTED, REJECTED):
         assert labels.loc[bone, "score"] == table.loc[bone, "score"] and labels.loc[bone, "qc_status"] == "review"
     assert 0 < labels.loc[CORRECTED, "dice"] < 1 and labels.drop(CORRECTED).dice.isna().all()

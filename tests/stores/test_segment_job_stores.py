@@ -17,7 +17,7 @@ from pipeline.cli import main
 from pipeline.staging import Staging
 from results.blobs import read_bytes
 from results.manifest import read_manifest
-from results.table_io import read_table
+from results.qc_shards import read_qc_table
 
 PRECOMPUTED = "precomputed:{table}?label_set=totalsegmentator_total&name=TotalSegmentator total&version=2"
 
@@ -36,7 +36,7 @@ def test_dicomweb_in_and_out(empty_orthanc, sample_dir, sample_ct, tmp_path):
     assert sorted(manifest.status) == ["written"] * 3
     assert all(location.startswith(f"{url}/studies/{sample_ct.study_instance_uid}/series/") for location in manifest.location)
 
-    qc_series = pd.read_parquet(tmp_path / "qc" / "qc_series.parquet").iloc[0]  # QC read the SEGs back from Orthanc
+    qc_series = read_qc_table(str(tmp_path / "qc"), "qc_series").iloc[0]  # QC read the SEGs back from Orthanc
     assert qc_series.status == "done" and not qc_series.skipped
     segs = orthanc.list_instances(modality="SEG", study_uid=sample_ct.study_instance_uid)
     assert sorted(ref.sop_uid for ref in segs) == sorted([*manifest.seg_sop_instance_uid, qc_series.consensus_sop_uid])
@@ -50,7 +50,7 @@ def test_dicomweb_in_and_out(empty_orthanc, sample_dir, sample_ct, tmp_path):
         assert decoded.vocabulary == vocabularies.get(ref.sop_uid), ref.sop_uid
     (sr,) = orthanc.list_instances(modality="SR", study_uid=sample_ct.study_instance_uid)
     groups = read_qc_sr(orthanc.get(*sr[:3]))
-    table = pd.read_parquet(tmp_path / "qc" / "qc_table.parquet")
+    table = read_qc_table(str(tmp_path / "qc"), "qc_table")
     assert sr.sop_uid == qc_series.sr_sop_uid and [g["bone"] for g in groups] == list(table.bone)
 
     assert main(args) == 0  # the SEGs in Orthanc are CT-free: the CT search still finds one series, nothing is redone
@@ -74,9 +74,9 @@ def test_gcs_output_manifest_and_staging(gcs_bucket, sample_dir, sample_ct, tmp_
     seg = store.get(sample_ct.study_instance_uid, row.seg_series_instance_uid, row.seg_sop_instance_uid)
     assert read_seg(seg, sample_ct).volume.array.any()
     # QC ran on the SEG in the bucket and wrote its tables and report there; one source: nothing to compare
-    table = read_table(f"{out}/qc/qc_table.parquet")
+    table = read_qc_table(f"{out}/qc", "qc_table")
     assert set(table.status) == {"insufficient_sources"} and list(table.bone) == ["skeleton"]
-    qc_series = read_table(f"{out}/qc/qc_series.parquet").iloc[0]
+    qc_series = read_qc_table(f"{out}/qc", "qc_series").iloc[0]
     assert read_qc_sr(store.get(sample_ct.study_instance_uid, *qc_sr_uids(sample_ct.series_instance_uid)))[0]["bone"] == "skeleton"
     assert qc_series.sr_sop_uid == qc_sr_uids(sample_ct.series_instance_uid)[1]
     assert b"<img" in read_bytes(f"{out}/qc/qc_report.html")
