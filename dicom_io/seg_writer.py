@@ -19,6 +19,7 @@ uncompressed (BINARY's default) stay selectable. Not JPEG-LS or JPEG 2000: dcmqi
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from importlib.metadata import version
 
 import highdicom as hd
@@ -32,6 +33,7 @@ from labels.schema import BoneSchema, default_schema
 from dicom_io.ct_series import CTSeries
 from dicom_io.errors import DicomInputError
 from dicom_io.provenance import SegmentationSource, derived_uid, segmentation_uids
+from dicom_io.seg_template import labelmap_seg
 from dicom_io.segment_codes import private_scheme_item, segment_description
 from dicom_io.vocabulary import PARAMETER, encode_vocabulary
 
@@ -94,8 +96,8 @@ def write_seg(
         raise EmptySegmentationError(f"{source.describe()}: no structure in the label map for series {ct.series_instance_uid}")
     structures = [schema[int(v)] for v in present]  # raises on an id that is not in the schema
 
-    lut = np.zeros(int(present.max()) + 1, dtype=np.uint16)
-    lut[present] = np.arange(1, present.size + 1, dtype=np.uint16)
+    lut = np.zeros(int(present.max()) + 1, dtype=np.uint8 if present.size < 256 else np.uint16)
+    lut[present] = np.arange(1, present.size + 1)
     numbers = lut[np.ascontiguousarray(label_map)]  # C order: highdicom walks frames; Fortran order costs 5-10x
     seg_type = SegType(seg_type)  # raises on text that is not a SEG type
     compression = SegCompression(compression or DEFAULT_COMPRESSION[seg_type])
@@ -107,12 +109,10 @@ def write_seg(
                     for n, (s, made_by) in enumerate(zip(structures, sources), start=1)]
 
     # highdicom takes the segment-number label map for both types and splits it per segment for BINARY.
-    pixels = ct.volume.with_array(numbers.astype(np.uint8 if present.size < 256 else np.uint16))
     labelmap = seg_type == SegType.LABELMAP
     deflate = compression == SegCompression.DEFLATE
-    seg = hd.seg.Segmentation(
-        source_images=list(ct.datasets),
-        pixel_array=pixels,
+    build = partial(
+        hd.seg.Segmentation,
         segmentation_type=hd.seg.SegmentationTypeValues.LABELMAP if labelmap else hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=descriptions,
         series_instance_uid=series_uid,
@@ -131,6 +131,11 @@ def write_seg(
         omit_empty_frames=not (labelmap and deflate),
         coding_schemes=[private_scheme_item()] if any(s.type.is_private for s in structures) else None,
     )
+    pixels = ct.volume.with_array(numbers)
+    if labelmap and deflate:  # every frame kept: one layout per series, built once (dicom_io/seg_template.py)
+        seg = labelmap_seg(ct, pixels, build)
+    else:
+        seg = build(list(ct.datasets), pixels)
     if deflate:  # highdicom does not take the deflated syntax; pydicom deflates on writing when the file meta says so
         seg.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
     return seg

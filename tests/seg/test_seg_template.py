@@ -1,0 +1,93 @@
+"""A deflated LABELMAP built from its series' kept layout is highdicom's full build, and reads back exactly."""
+
+import copy
+import dataclasses
+import io
+
+import numpy as np
+import pydicom
+import pytest
+
+from dicom_io import seg_template
+from dicom_io.provenance import SegmentationSource
+from dicom_io.seg_reader import read_seg
+from dicom_io.seg_writer import write_seg
+
+FULL = "seg_totalsegmentator_v2_full.nii.gz"
+# set at encoding time (highdicom: "now", a new DimensionOrganizationUID per build)
+VOLATILE = {"InstanceCreationDate", "InstanceCreationTime", "ContentDate", "ContentTime", "SeriesDate", "SeriesTime"}
+
+
+def _elements(seg) -> dict[str, object]:
+    """Every top-level element as its encoded bytes, DimensionOrganizationUID blanked."""
+    out = {}
+    for element in seg:
+        if element.keyword in VOLATILE:
+            continue
+        value = element.value
+        if element.keyword == "ContributingEquipmentSequence":  # its ContributionDateTime is "now" too
+            element = copy.deepcopy(element)
+            for item in element.value:
+                item.pop("ContributionDateTime", None)
+        if element.VR == "SQ":
+            buffer = pydicom.filebase.DicomBytesIO()
+            buffer.is_little_endian, buffer.is_implicit_VR = True, False
+            pydicom.filewriter.write_data_element(buffer, element)
+            value = buffer.getvalue()
+        out[element.keyword or str(element.tag)] = value
+    return out
+
+
+def _maps(sample_schema_maps):
+    """Two different label maps on the sample grid: the full map and a smaller one with empty slices."""
+    full = sample_schema_maps[FULL]
+    partial = full.copy()
+    partial[: full.shape[0] // 2] = 0
+    return full, partial
+
+
+@pytest.fixture
+def fresh_layouts():
+    seg_template.forget_layouts()
+    yield
+    seg_template.forget_layouts()
+
+
+def _write(schema_map, ct, name: str):
+    return write_seg(schema_map, ct, SegmentationSource(name, "2"), content_creator="Reviewer^One" if name == "b" else None)
+
+
+def test_a_seg_from_the_kept_layout_is_highdicoms_full_build(fresh_layouts, sample_ct, sample_schema_maps):
+    first, second = _maps(sample_schema_maps)
+    _write(first, sample_ct, "a")
+    from_layout = _write(second, sample_ct, "b")
+    seg_template.forget_layouts()
+    full_build = _write(second, sample_ct, "b")
+    ours, theirs = _elements(from_layout), _elements(full_build)
+    dimension_uid = full_build.DimensionOrganizationSequence[0].DimensionOrganizationUID
+    theirs = {k: v.replace(dimension_uid.encode(), from_layout.DimensionOrganizationSequence[0].DimensionOrganizationUID.encode())
+              if isinstance(v, bytes) else v for k, v in theirs.items()}
+    assert ours.keys() == theirs.keys()
+    assert [k for k in ours if ours[k] != theirs[k]] == []
+    assert from_layout.file_meta == full_build.file_meta
+
+
+def test_every_seg_of_a_series_reads_back_exactly(fresh_layouts, sample_ct, sample_schema_maps, tmp_path):
+    maps = _maps(sample_schema_maps)
+    segs = [_write(schema_map, sample_ct, name) for schema_map, name in zip(maps, "ab")]
+    for seg, schema_map in zip(segs, maps):
+        np.testing.assert_array_equal(read_seg(seg, sample_ct).volume.array, schema_map)  # the object, as returned
+        buffer = io.BytesIO()
+        seg.save_as(buffer)
+        np.testing.assert_array_equal(read_seg(pydicom.dcmread(io.BytesIO(buffer.getvalue())), sample_ct).volume.array, schema_map)
+    assert segs[0].SegmentSequence != segs[1].SegmentSequence  # each its own segments, not the first one's
+
+
+def test_a_kept_layout_belongs_to_its_series_only(fresh_layouts, sample_ct, sample_schema_maps):
+    """A SEG on other slices of the same series is built in full, not from the kept layout."""
+    full, _ = _maps(sample_schema_maps)
+    _write(full, sample_ct, "a")
+    slab = dataclasses.replace(sample_ct, volume=sample_ct.volume[:10], datasets=sample_ct.datasets[:10])
+    seg = _write(full[:10], slab, "b")
+    assert seg.NumberOfFrames == 10
+    np.testing.assert_array_equal(read_seg(seg, slab).volume.array, full[:10])
