@@ -12,8 +12,11 @@ Ours, as Stage 1 runs it (the order of ``models.segment.segment_ct``, then
 ``pipeline.stage1.encode_output``): ``read_ct_series`` once per series;
 ``augmented_ct`` once per series and augmentation, shared by the sources (as
 ``Predict`` does); per output the stand-in (timed, not counted), ``to_schema``
-on the augmented CT (harmonize, native -> schema ids), ``invert`` (back onto
-the source grid), ``write_seg`` (LABELMAP, RLE) and ``LocalStore.put``.
+on the augmented CT (harmonize, native -> schema ids), the shared
+``AugmentedCT.inverse`` (invert: back onto the source grid; a rotation's
+nearest-neighbour index is worked out on the first source's labels, inside
+that output's time, and reused by the others), ``write_seg`` (LABELMAP) and
+``LocalStore.put``.
 The steps are timed one by one, so those functions are not called whole. The
 staging hand-over between Stage 1's steps is not in this benchmark (its cost is
 measured by ``bench.cost_model.measure``).
@@ -71,12 +74,13 @@ from dicom_io.stores import open_store
 from labels.label_sets import LabelSet, load_label_set
 from labels.schema import Code, default_schema
 from models.augment import Augmentation, Rotation, invert, parse_augmentation
-from models.segment import augmented_ct
+from models.segment import AugmentedCT, augmented_ct
 from models.base import Prediction
 from models.harmonize import to_schema
 
 RESULTS_PATH = Path(__file__).resolve().parent / "results" / "stage1_overhead.json"
-GOAL_SERIES_SECONDS = 40.0
+GOAL_SERIES_SECONDS = 20.0  # issue 16 goal 1: 9 outputs, augmentations included, on 2 cores
+GOAL_ANCHOR = "cloudsegmentator"  # ... and no slower than this flavour of the anchor
 LABEL_SET = "totalsegmentator_total"
 ROTATION = "rotate(0,0,5)"
 STAND_IN_VERSION = "phantom"
@@ -194,7 +198,7 @@ def run_ours(ct: CTSeries, stand_ins: dict[str, StandIn], store_dir: Path) -> tu
     """Every output through Stage 1's steps, each step timed; returns the outputs and their schema maps."""
     store = open_store(store_dir)
     outputs, schema_maps = [], []
-    seen_by_augmentation: dict[str, CTSeries] = {}  # as Predict does: one augmented CT per series and augmentation
+    seen_by_augmentation: dict[str, AugmentedCT] = {}  # as Predict does: one augmented CT (and inverse) per series and augmentation
     for name, text in OUTPUTS:
         aug = parse_augmentation(text)
         stand_in = stand_ins[name]
@@ -202,9 +206,9 @@ def run_ours(ct: CTSeries, stand_ins: dict[str, StandIn], store_dir: Path) -> tu
         if text not in seen_by_augmentation:
             seen_by_augmentation[text] = _timed(seconds, "augment", augmented_ct, ct, aug)
         seen = seen_by_augmentation[text]
-        prediction = _timed(seconds, "inference", stand_in.predict, seen.volume, aug)
-        on_seen = _timed(seconds, "harmonize", to_schema, prediction, seen)
-        schema_map = _timed(seconds, "invert", invert, aug, on_seen, ct.volume)
+        prediction = _timed(seconds, "inference", stand_in.predict, seen.ct.volume, aug)
+        on_seen = _timed(seconds, "harmonize", to_schema, prediction, seen.ct)
+        schema_map = _timed(seconds, "invert", seen.inverse, on_seen)
         source = SegmentationSource(stand_in.name, stand_in.version, str(aug))
         seg = _timed(seconds, "encode", write_seg, schema_map, ct, source)
         uri = _timed(seconds, "store", store.put, seg)
@@ -358,7 +362,6 @@ def summarize(
     """Everything measured, as JSON-ready data; ratios are anchor / ours from this run."""
     ours_total = read_seconds + sum(o.total for o in outputs)
     anchor_totals = {f: convert_seconds + sum(a.total(f) for a in anchor) for f in ANCHOR_FLAVOURS}
-    fastest = min(anchor_totals, key=anchor_totals.get)
     like_for_like = read_seconds + sum(o.seconds["harmonize"] + o.seconds["encode"] + o.seconds["store"] for o in outputs)
     packages = ("highdicom", "pydicom", "numpy", "SimpleITK", "nibabel", "dcmqi", "dcm2niix")
     return {
@@ -385,7 +388,7 @@ def summarize(
         "ratios": {f: total / ours_total for f, total in anchor_totals.items()},
         "goals": {
             "per_series": {"target_seconds": GOAL_SERIES_SECONDS, "met": ours_total <= GOAL_SERIES_SECONDS},
-            "faster_than_anchor": {"anchor": fastest, "met": ours_total < anchor_totals[fastest]},
+            "faster_than_anchor": {"anchor": GOAL_ANCHOR, "met": ours_total <= anchor_totals[GOAL_ANCHOR]},
         },
     }
 
@@ -416,7 +419,7 @@ def format_report(results: dict) -> str:
     table = ["  ".join(cell.rjust(width) if i else cell.ljust(width) for i, (cell, width) in enumerate(zip(row, widths))).rstrip() for row in rows]
 
     goals, ratios, checks = results["goals"], results["ratios"], results["checks"]
-    fastest = goals["faster_than_anchor"]["anchor"]
+    goal_anchor = goals["faster_than_anchor"]["anchor"]
     versions, machine = results["versions"], results["machine"]
     outputs = len(ours["outputs"])
 
@@ -433,7 +436,7 @@ def format_report(results: dict) -> str:
         f"{grid['voxels'] / 1e6:.1f} M voxels, {outputs} outputs (3 stand-in sources x 3 augmentations), "
         f"{machine['cpu_cores']} CPU cores, load average {machine['load_average_before'][0]:.2f} before / {machine['load_average_after'][0]:.2f} after",
         "ours: read_ct_series once; augmented_ct once per augmentation (augment); per output [stand-in inference: timed, not counted], "
-        "to_schema on the augmented CT (harmonize), invert, write_seg (LABELMAP, RLE) (encode), LocalStore.put (store)",
+        "to_schema on the augmented CT (harmonize), the shared inverse (invert), write_seg (LABELMAP) (encode), LocalStore.put (store)",
         f"anchor: dcm2niix {versions['dcm2niix']} ({' '.join(DCM2NIIX_FLAGS)}) once; per output nib.save .nii.gz (nifti), dcmqi metadata JSON (json), "
         f"itkimage2segimage (dcmqi {versions['dcmqi']}) as CloudSegmentator ({' '.join(ANCHOR_FLAVOURS['cloudsegmentator'])}) "
         f"and as MHub ({' '.join(ANCHOR_FLAVOURS['mhub'])}); plastimatch: {anchor['plastimatch']}",
@@ -442,12 +445,13 @@ def format_report(results: dict) -> str:
         *table,
         "",
         f"once per series: ours read_ct_series {ours['read_ct_series_seconds']:.2f} s; anchor dcm2niix {anchor['dcm2niix_seconds']:.2f} s",
-        "per series: ours {:.2f} s; anchor {}".format(ours["per_series_seconds"], "; ".join(
-            f"{f} {anchor['per_series_seconds'][f]:.2f} s (anchor/ours {ratios[f]:.2f}x)" for f in flavours)),
-        f"goal <= {GOAL_SERIES_SECONDS:g} s per series: {_met(goals['per_series'])}; "
-        f"goal faster than the anchor ({fastest}, the faster flavour): {_met(goals['faster_than_anchor'])}",
+        "goal 1: ours {:.2f} s per series ({} outputs, augmentations included) vs anchor {}".format(
+            ours["per_series_seconds"], outputs, "; ".join(
+                f"{f} {anchor['per_series_seconds'][f]:.2f} s (anchor/ours {ratios[f]:.2f}x)" for f in flavours)),
+        f"goal 1: ours <= anchor ({goal_anchor}, anchor/ours >= 1.0): {_met(goals['faster_than_anchor'])}; "
+        f"ours <= {GOAL_SERIES_SECONDS:g} s per series: {_met(goals['per_series'])}",
         f"information: ours without augment and invert (the steps the anchor does not do) {ours['like_for_like_seconds']:.2f} s "
-        f"vs anchor {fastest} {anchor['per_series_seconds'][fastest]:.2f} s",
+        f"vs anchor {goal_anchor} {anchor['per_series_seconds'][goal_anchor]:.2f} s",
         f"SEGs read back exact: ours {exact('ours')}, " + ", ".join(f"anchor {f} {exact(f'anchor_{f}')}" for f in flavours)
         + f"; median SEG size ours {mib([o['size_bytes'] for o in ours['outputs']])}, "
         + ", ".join(f"anchor {f} {mib([a['size_bytes'][f] for a in anchor['outputs']])}" for f in flavours),

@@ -41,6 +41,8 @@ Values inside are normalised to [0, 1], raised to ``gamma`` and mapped back, so 
 window ends stay fixed; values outside (padding, metal) are left as they are.
 """
 
+_TAKE_CHUNK = 1 << 20  # voxels per ``take`` in ``Inverse``: its intp copy of the indices stays in cache
+
 MAX_TEXT_LENGTH = 64  # DICOM LO, the SEG's SeriesDescription / ContentDescription
 
 BOUNDS = {
@@ -222,13 +224,15 @@ def apply(aug: Augmentation, ct_volume: hd.Volume, series_uid: str) -> hd.Volume
     hu = ct_volume.array.astype(np.float32, copy=False)
     if isinstance(aug, GaussianNoise):
         rng = np.random.Generator(np.random.PCG64(noise_seed(series_uid, aug)))
-        noise = rng.standard_normal(hu.shape, dtype=np.float32)
-        return ct_volume.with_array(hu + np.float32(aug.sigma_hu) * noise)
+        noisy = rng.standard_normal(hu.shape, dtype=np.float32)
+        noisy *= np.float32(aug.sigma_hu)  # in place: the same float32 sums as hu + sigma * noise, no temporaries
+        noisy += hu
+        return ct_volume.with_array(noisy)
     if isinstance(aug, Intensity):
         return ct_volume.with_array(_intensity(hu, aug))
     if isinstance(aug, Rotation):
         # Resample maps each output point to the input point it reads: the inverse rotation.
-        moved = _resample(ct_volume.with_array(hu), aug.matrix().T, ct_volume, sitk.sitkLinear, AIR_HU)
+        moved = _resample(hu, aug.matrix().T, ct_volume, sitk.sitkLinear, AIR_HU)
         return ct_volume.with_array(moved)
     raise TypeError(f"not an augmentation: {aug!r}")
 
@@ -240,16 +244,41 @@ def invert(aug: Augmentation, labels_on_augmented_grid: np.ndarray, ct_volume: h
     are. Rotation resamples with the forward rotation (source point -> where it was
     in the augmented CT) and nearest neighbour, so the result has the input's dtype
     and only label values that were in the input; source voxels that were outside
-    the augmented field of view get 0.
+    the augmented field of view get 0. To invert several label maps of one series,
+    make one ``Inverse`` and call it on each.
     """
-    labels = np.asarray(labels_on_augmented_grid)
-    if labels.shape != tuple(ct_volume.spatial_shape):
-        raise ValueError(f"label map shape {labels.shape} differs from the CT grid {tuple(ct_volume.spatial_shape)}")
-    if not isinstance(aug, Rotation):
-        return labels
-    working = labels.astype(np.uint8) if labels.dtype == np.bool_ else labels
-    moved = _resample(ct_volume.with_array(working), aug.matrix(), ct_volume, sitk.sitkNearestNeighbor, 0)
-    return moved.astype(labels.dtype, copy=False)
+    return Inverse(aug, ct_volume)(labels_on_augmented_grid)
+
+
+class Inverse:
+    """``invert`` for one augmentation of one CT grid, worked out once and applied to every label map on it.
+
+    For a rotation the first call resamples, with nearest neighbour, an image whose
+    voxels hold their own flat index (``_nearest_index``): the result says, for each
+    source voxel, which augmented voxel the nearest-neighbour resampling reads, or
+    that it reads none. Every label map is then one ``take``, the same voxels a
+    resampling of the labels themselves gives, at a fraction of its cost. Not
+    thread-safe: share one per series within one thread (``models.segment``).
+    """
+
+    def __init__(self, aug: Augmentation, ct_volume: hd.Volume):
+        self.aug, self.grid = aug, ct_volume
+        self._index: np.ndarray | None = None
+
+    def __call__(self, labels_on_augmented_grid: np.ndarray) -> np.ndarray:
+        labels = np.asarray(labels_on_augmented_grid)
+        if labels.shape != tuple(self.grid.spatial_shape):
+            raise ValueError(f"label map shape {labels.shape} differs from the CT grid {tuple(self.grid.spatial_shape)}")
+        if not isinstance(self.aug, Rotation):
+            return labels
+        if self._index is None:
+            self._index = _nearest_index(self.aug.matrix(), self.grid)
+        padded = np.zeros(labels.size + 1, labels.dtype)  # the last entry: what voxels from outside read
+        padded[:-1] = labels.ravel()
+        out = np.empty(labels.size, labels.dtype)
+        for start in range(0, out.size, _TAKE_CHUNK):  # in chunks: numpy copies the indices to intp first
+            padded.take(self._index[start:start + _TAKE_CHUNK], out=out[start:start + _TAKE_CHUNK])
+        return out.reshape(labels.shape)
 
 
 def field_of_view(aug: Augmentation, ct_volume: hd.Volume) -> np.ndarray:
@@ -263,28 +292,68 @@ def field_of_view(aug: Augmentation, ct_volume: hd.Volume) -> np.ndarray:
 
 
 def _intensity(hu: np.ndarray, aug: Intensity) -> np.ndarray:
-    """In float32, in place on a copy: under a second for a 512x512x300 CT (float64 took about 7 s)."""
+    """In float32, in place on one copy, over the whole array: masked reads and writes took seconds on a CT.
+
+    The gamma curve runs on every voxel and the few outside ``GAMMA_WINDOW_HU``
+    (padding, metal) get their values back afterwards, so each voxel goes through
+    exactly the float32 operations the formula says.
+    """
     values = hu.astype(np.float32, copy=True)
     if aug.gamma != 1:
         lo, hi = GAMMA_WINDOW_HU
-        inside = (values >= lo) & (values <= hi)
-        t = (values[inside] - np.float32(lo)) / np.float32(hi - lo)
-        values[inside] = np.float32(lo) + np.float32(hi - lo) * np.power(t, np.float32(aug.gamma))
+        outside = ~((values >= lo) & (values <= hi))
+        kept = values[outside]
+        values -= np.float32(lo)
+        values /= np.float32(hi - lo)
+        with np.errstate(invalid="ignore"):  # below the window t < 0: NaN, replaced below
+            np.power(values, np.float32(aug.gamma), out=values)
+        values *= np.float32(hi - lo)
+        values += np.float32(lo)
+        values[outside] = kept
     values *= np.float32(aug.scale)
     values += np.float32(aug.shift_hu)
     return values
 
 
-def _resample(volume: hd.Volume, matrix: np.ndarray, grid: hd.Volume, interpolator: int, fill: float) -> np.ndarray:
-    """``volume`` read at ``matrix @ (p - c) + c`` for every point ``p`` of ``grid`` (c: grid centre, LPS).
+def _nearest_index(matrix: np.ndarray, grid: hd.Volume) -> np.ndarray:
+    """For every voxel of ``grid`` (flat, C order), the flat index of the voxel that nearest-neighbour
+    resampling at ``matrix @ (p - c) + c`` reads, or ``grid``'s voxel count where that point is outside.
+    """
+    count = int(np.prod(grid.spatial_shape))
+    dtype = np.uint32 if count < np.iinfo(np.uint32).max else np.uint64
+    slices, rows, cols = grid.spatial_shape
+    numbers = np.empty((cols, rows, slices), dtype)  # SimpleITK's order: [k, j, i] is voxel (i, j, k) ...
+    numbers[...] = np.arange(slices, dtype=dtype) * dtype(rows * cols)  # ... holding (i * rows + j) * cols + k
+    numbers += np.arange(cols, dtype=dtype)[:, None, None] + np.arange(rows, dtype=dtype)[None, :, None] * dtype(cols)
+    return _resample(numbers, matrix, grid, sitk.sitkNearestNeighbor, float(count), sitk_order=True).ravel()
+
+
+def _resample(array: np.ndarray, matrix: np.ndarray, grid: hd.Volume, interpolator: int, fill: float,
+              sitk_order: bool = False) -> np.ndarray:
+    """``array`` (on ``grid``) read at ``matrix @ (p - c) + c`` for every point ``p`` of ``grid`` (c: grid centre, LPS).
 
     SimpleITK works in physical (LPS) space, so the CT's direction and origin are
-    handled by the images, not here. The result is an array in ``grid``'s axis order.
+    handled by the images, not here. SimpleITK's first index axis is the array's
+    last, so the array goes in transposed (as ``hd.Volume.to_simpleitk`` does;
+    ``sitk_order``: it already is) and the result comes back in ``grid``'s axis order.
     """
     transform = sitk.AffineTransform(3)
     transform.SetMatrix(np.asarray(matrix, dtype=float).ravel().tolist())
     transform.SetCenter(grid.center_position)
-    image = volume.to_simpleitk()
-    reference = grid.with_array(np.zeros(grid.spatial_shape, np.uint8)).to_simpleitk()
-    moved = sitk.Resample(image, reference, transform, interpolator, fill, image.GetPixelID())
-    return np.ascontiguousarray(sitk.GetArrayFromImage(moved).transpose(2, 1, 0))
+    image = sitk.GetImageFromArray(array if sitk_order else _transposed(array))
+    image.SetSpacing(grid.spacing)
+    image.SetDirection(grid.direction.ravel().tolist())
+    image.SetOrigin(grid.position)
+    moved = sitk.Resample(image, image, transform, interpolator, fill, image.GetPixelID())
+    return _transposed(sitk.GetArrayViewFromImage(moved))
+
+
+def _transposed(array: np.ndarray, block: int = 32) -> np.ndarray:
+    """``array.transpose(2, 1, 0)`` as a C-contiguous copy, block by block so that reads and writes stay in cache
+    (a plain transposed copy of a CT takes seconds)."""
+    out = np.empty(array.shape[::-1], array.dtype)
+    for j in range(0, array.shape[1], block):
+        for k in range(0, array.shape[2], block):
+            for i in range(0, array.shape[0], block):
+                out[k:k + block, j:j + block, i:i + block] = array[i:i + block, j:j + block, k:k + block].transpose(2, 1, 0)
+    return out

@@ -23,11 +23,26 @@ def sees_pixels(model: SegmentationModel) -> bool:
     return bool(getattr(model, "sees_pixels", True))
 
 
-def augmented_ct(ct: CTSeries, augmentation: augment.Augmentation) -> CTSeries:
-    """The CT as a model sees it under ``augmentation`` (``ct`` itself for none); share it across sources."""
-    if isinstance(augmentation, augment.Identity):
-        return ct
-    return dataclasses.replace(ct, volume=augment.apply(augmentation, ct.volume, ct.series_instance_uid))
+@dataclass(frozen=True)
+class AugmentedCT:
+    """A CT as the sources see it under one augmentation, and the way back onto the source grid.
+
+    Make one per series and augmentation (``augmented_ct``) and share it across the sources:
+    the augmented CT is made once, and ``inverse`` works out a rotation's nearest-neighbour
+    index on the first source's labels and reuses it for every other source.
+    """
+
+    augmentation: augment.Augmentation
+    ct: CTSeries  # as the sources see it (the source CT itself for none)
+    inverse: augment.Inverse
+
+
+def augmented_ct(ct: CTSeries, augmentation: augment.Augmentation) -> AugmentedCT:
+    """The CT as a model sees it under ``augmentation``, with its inverse; share it across sources."""
+    seen = ct
+    if not isinstance(augmentation, augment.Identity):
+        seen = dataclasses.replace(ct, volume=augment.apply(augmentation, ct.volume, ct.series_instance_uid))
+    return AugmentedCT(augmentation, seen, augment.Inverse(augmentation, ct.volume))
 
 
 @dataclass(frozen=True)
@@ -39,7 +54,7 @@ class SchemaLabels:
 
 
 def segment_ct(ct: CTSeries, model: SegmentationModel, augmentation: augment.Augmentation,
-               seen: CTSeries | None = None) -> SchemaLabels:
+               seen: AugmentedCT | None = None) -> SchemaLabels:
     """Schema-id map on ``ct``'s grid from ``model`` run on ``ct`` as seen under ``augmentation``, with its provenance.
 
     ``seen``: ``augmented_ct(ct, augmentation)`` when the caller already made it (one per
@@ -50,5 +65,7 @@ def segment_ct(ct: CTSeries, model: SegmentationModel, augmentation: augment.Aug
     if not isinstance(augmentation, augment.Identity) and not sees_pixels(model):
         raise ValueError(f"{model.name} does not look at the CT, so augmentation {augmentation} cannot apply to it")
     seen = seen if seen is not None else augmented_ct(ct, augmentation)
-    prediction = model.predict(seen)
-    return SchemaLabels(augment.invert(augmentation, to_schema(prediction, seen), ct.volume), prediction.statuses)
+    if seen.augmentation != augmentation:
+        raise ValueError(f"the augmented CT shared for {seen.augmentation} was passed for {augmentation}")
+    prediction = model.predict(seen.ct)
+    return SchemaLabels(seen.inverse(to_schema(prediction, seen.ct)), prediction.statuses)

@@ -29,7 +29,7 @@ from dicom_io.vocabulary import encode_vocabulary
 from labels.label_sets import present_values
 from models.augment import parse_augmentation
 from models.base import SegmentationModel, vocabulary
-from models.segment import SchemaLabels, sees_pixels, segment_ct
+from models.segment import AugmentedCT, SchemaLabels, sees_pixels, segment_ct
 from results.manifest import EXISTS, FAILED, WRITTEN, ManifestRow
 from results.series_ref import SeriesRef
 
@@ -121,10 +121,10 @@ def failed(task: OutputTask, step: str, error: BaseException | str, started: flo
     return task.row(FAILED, error=reason, seconds=time.perf_counter() - started if started else 0.0)
 
 
-def predict_output(task: OutputTask, ct: CTSeries, model: SegmentationModel, seen: CTSeries | None = None) -> SchemaLabels:
+def predict_output(task: OutputTask, ct: CTSeries, model: SegmentationModel, seen: AugmentedCT | None = None) -> SchemaLabels:
     """The schema label map of one output on ``ct``'s grid; raises what the source raises.
 
-    ``seen``: the augmented CT when the caller shares it between the sources of a series.
+    ``seen``: the augmented CT (and its inverse) when the caller shares it between the sources of a series.
     """
     log.info("%s: segmenting", task.describe())
     return segment_ct(ct, model, parse_augmentation(task.augmentation), seen)

@@ -22,6 +22,7 @@ from models.augment import (
     GaussianNoise,
     Identity,
     Intensity,
+    Inverse,
     Rotation,
     apply,
     field_of_view,
@@ -170,6 +171,68 @@ def test_non_spatial_augmentations_leave_labels_alone(phantom):
     with pytest.raises(ValueError, match="shape"):
         invert(Rotation((1, 0, 0)), labels[:-1], ct)
 
+
+
+def _resampled_labels(rotation: Rotation, labels: np.ndarray, ct: hd.Volume) -> np.ndarray:
+    """Reference: the label map itself resampled with SimpleITK's nearest neighbour (forward rotation, fill 0)."""
+    import SimpleITK as sitk
+
+    transform = sitk.AffineTransform(3)
+    transform.SetMatrix(rotation.matrix().ravel().tolist())
+    transform.SetCenter(ct.center_position)
+    image = ct.with_array(labels).to_simpleitk()
+    moved = sitk.Resample(image, image, transform, sitk.sitkNearestNeighbor, 0, image.GetPixelID())
+    return sitk.GetArrayFromImage(moved).transpose(2, 1, 0)
+
+
+@pytest.mark.parametrize("degrees", [(0, 0, 5), (-6, 4, 8), (0, 0, 45)])
+def test_inverse_index_gives_the_voxels_of_resampling_the_labels_themselves(phantom, degrees):
+    ct, labels = phantom
+    rotation = Rotation(degrees)
+    predicted = _threshold_segmenter(apply(rotation, ct, SERIES_UID).array)
+    inverse = Inverse(rotation, ct)
+    for dtype in (np.uint8, np.uint16, np.int32):
+        wide = predicted.astype(dtype) * dtype(300 if np.iinfo(dtype).max > 300 else 1)
+        back = inverse(wide)
+        assert back.dtype == dtype and back.flags["C_CONTIGUOUS"]
+        assert np.array_equal(back, _resampled_labels(rotation, wide, ct)), dtype
+    assert np.array_equal(inverse(predicted), invert(rotation, predicted, ct))
+
+
+def test_one_inverse_works_out_its_index_once_for_every_label_map(phantom, monkeypatch):
+    from models import augment
+
+    ct, labels = phantom
+    calls = []
+    real = augment._nearest_index
+    monkeypatch.setattr(augment, "_nearest_index", lambda *args: calls.append(args) or real(*args))
+    inverse = Inverse(Rotation((0, 0, 5)), ct)
+    first, second = inverse(labels), inverse((labels == 2).astype(np.uint8))
+    assert len(calls) == 1
+    assert np.array_equal(second, (first == 2).astype(np.uint8))  # nearest neighbour: labels move, never mix
+    assert Inverse(Identity(), ct)(labels) is labels and not calls[1:]
+
+
+def test_in_place_augmentations_give_the_values_of_their_formulas(phantom):
+    """Noise is the seeded float32 PCG64 stream times sigma, added to the HU; intensity runs each voxel through its formula."""
+    from models.augment import noise_seed
+
+    ct, _ = phantom
+    hu = ct.array.astype(np.float32)
+    hu[0, 0, :4] = [-3024, -1024, 3071, 4000]  # below, at, at and above the gamma window
+    ct = ct.with_array(hu)
+    rng = np.random.Generator(np.random.PCG64(noise_seed(SERIES_UID, GaussianNoise(20))))
+    expected = hu + np.float32(20) * rng.standard_normal(hu.shape, dtype=np.float32)
+    assert np.array_equal(apply(GaussianNoise(20), ct, SERIES_UID).array, expected)
+
+    aug = Intensity(scale=1.05, shift_hu=10, gamma=0.9)
+    lo, hi = (np.float32(v) for v in GAMMA_WINDOW_HU)
+    inside = (hu >= lo) & (hu <= hi)
+    curved = hu.copy()
+    curved[inside] = lo + (hi - lo) * np.power((hu[inside] - lo) / (hi - lo), np.float32(0.9))
+    expected = curved * np.float32(1.05) + np.float32(10)
+    assert np.array_equal(apply(aug, ct, SERIES_UID).array, expected)
+    assert np.array_equal(ct.array, hu)  # the source CT is left as it was
 
 # --- noise and seeding ---------------------------------------------------------------------------
 
