@@ -47,6 +47,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
+import resource
 import statistics
 import subprocess
 import tempfile
@@ -136,6 +137,7 @@ class AnchorOutput:
     seconds: dict[str, float]  # write_nifti, write_metadata
     itkimage2segimage_seconds: dict[str, float]  # flavour -> seconds
     size_bytes: dict[str, int]  # flavour -> SEG file size
+    cpu_seconds: dict[str, float]  # flavour -> CPU seconds of this output (ours: parent process; dcmqi: its process)
 
     def total(self, flavour: str) -> float:
         return sum(self.seconds.values()) + self.itkimage2segimage_seconds[flavour]
@@ -150,18 +152,20 @@ def run(shape: tuple[int, int, int] = DEFAULT_SHAPE, results_path: Path | None =
         ct_dir, stand_ins = prepare(shape, work)
         setup_seconds = time.perf_counter() - started
 
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), _cpu_seconds()
         ct = read_ct_series(ct_dir)
         read_seconds = time.perf_counter() - started
         outputs, schema_maps = run_ours(ct, stand_ins, work / "store")
+        ours_cpu = _cpu_seconds() - cpu
 
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), _cpu_seconds()
         nifti_path = convert_with_dcm2niix(ct_dir, work / "dcm2niix")
-        convert_seconds = time.perf_counter() - started
+        convert_seconds, convert_cpu = time.perf_counter() - started, _cpu_seconds() - cpu
         anchor = run_anchor(ct, ct_dir, nifti_path, outputs, schema_maps, work / "anchor")
 
         checks = check_outputs(ct, outputs, schema_maps, work / "anchor")
-    results = summarize(shape, ct, outputs, anchor, checks, read_seconds, convert_seconds, setup_seconds, load_before)
+    results = summarize(shape, ct, outputs, anchor, checks, read_seconds, convert_seconds, setup_seconds, load_before,
+                        {"ours": ours_cpu, "dcm2niix": convert_cpu})
     return publish(results, format_report(results), results_path)
 
 
@@ -246,15 +250,20 @@ def run_anchor(ct: CTSeries, ct_dir: Path, nifti_path: Path, outputs: list[Outpu
         label_path, metadata_path = out_dir / f"{index}.nii.gz", out_dir / f"{index}.json"
         source = SegmentationSource(output.source, STAND_IN_VERSION, output.augmentation)
         seconds: dict[str, float] = {}
+        cpu = _cpu_seconds()
         _timed(seconds, "write_nifti", nib.save, nib.Nifti1Image(model_output, converted.affine, header), label_path)
         _timed(seconds, "write_metadata", _write_metadata, metadata_path, emitted, source)
+        shared_cpu = _cpu_seconds() - cpu
         encode_seconds: dict[str, float] = {}
+        cpu_seconds: dict[str, float] = {}
         for flavour, options in ANCHOR_FLAVOURS.items():
             command = [str(itkimage2segimage), "--inputImageList", str(label_path), "--inputDICOMDirectory", str(ct_dir),
                        "--inputMetadata", str(metadata_path), "--outputDICOM", str(out_dir / f"{index}_{flavour}.dcm"), *options]
+            cpu = _cpu_seconds()
             _timed(encode_seconds, flavour, _run, command, f"itkimage2segimage ({flavour})")
+            cpu_seconds[flavour] = shared_cpu + _cpu_seconds() - cpu
         sizes = {flavour: (out_dir / f"{index}_{flavour}.dcm").stat().st_size for flavour in ANCHOR_FLAVOURS}
-        anchor.append(AnchorOutput(seconds, encode_seconds, sizes))
+        anchor.append(AnchorOutput(seconds, encode_seconds, sizes, cpu_seconds))
     return anchor
 
 
@@ -335,6 +344,12 @@ def _timed(seconds: dict[str, float], step: str, action: Callable[..., T], *args
     return result
 
 
+def _cpu_seconds() -> float:
+    """CPU seconds used so far by this process (all its threads) and by its finished child processes."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
 def _dcmqi_binary(name: str) -> Path:
     path = Path(dcmqi.__file__).resolve().parent / "bin" / name
     if not path.is_file():
@@ -358,10 +373,15 @@ def summarize(
     convert_seconds: float,
     setup_seconds: float,
     load_before: tuple[float, float, float],
+    cpu: dict[str, float],
 ) -> dict:
-    """Everything measured, as JSON-ready data; ratios are anchor / ours from this run."""
+    """Everything measured, as JSON-ready data; ratios are anchor / ours from this run.
+
+    ``cpu``: CPU seconds of ours (read and every output) and of dcm2niix; per output the anchor's are in ``anchor``.
+    """
     ours_total = read_seconds + sum(o.total for o in outputs)
     anchor_totals = {f: convert_seconds + sum(a.total(f) for a in anchor) for f in ANCHOR_FLAVOURS}
+    anchor_cpu = {f: cpu["dcm2niix"] + sum(a.cpu_seconds[f] for a in anchor) for f in ANCHOR_FLAVOURS}
     like_for_like = read_seconds + sum(o.seconds["harmonize"] + o.seconds["encode"] + o.seconds["store"] for o in outputs)
     packages = ("highdicom", "pydicom", "numpy", "SimpleITK", "nibabel", "dcmqi", "dcm2niix")
     return {
@@ -375,6 +395,7 @@ def summarize(
             "outputs": [asdict(o) | {"total_seconds": o.total} for o in outputs],
             "per_series_seconds": ours_total,
             "like_for_like_seconds": like_for_like,
+            "per_series_cpu_seconds": cpu["ours"],
         },
         "anchor": {
             "dcm2niix_seconds": convert_seconds,
@@ -383,6 +404,8 @@ def summarize(
             "plastimatch": "not installed, not measured",
             "outputs": [asdict(a) | {"total_seconds": {f: a.total(f) for f in ANCHOR_FLAVOURS}} for a in anchor],
             "per_series_seconds": anchor_totals,
+            "dcm2niix_cpu_seconds": cpu["dcm2niix"],
+            "per_series_cpu_seconds": anchor_cpu,
         },
         "checks": checks,
         "ratios": {f: total / ours_total for f, total in anchor_totals.items()},
@@ -450,6 +473,10 @@ def format_report(results: dict) -> str:
                 f"{f} {anchor['per_series_seconds'][f]:.2f} s (anchor/ours {ratios[f]:.2f}x)" for f in flavours)),
         f"goal 1: ours <= anchor ({goal_anchor}, anchor/ours >= 1.0): {_met(goals['faster_than_anchor'])}; "
         f"ours <= {GOAL_SERIES_SECONDS:g} s per series: {_met(goals['per_series'])}",
+        "information, CPU seconds per series (all threads and child processes: less swayed than wall time by other work "
+        "on the machine): ours {:.2f} s; anchor {}".format(ours["per_series_cpu_seconds"], "; ".join(
+            f"{f} {anchor['per_series_cpu_seconds'][f]:.2f} s (anchor/ours {anchor['per_series_cpu_seconds'][f] / ours['per_series_cpu_seconds']:.2f}x)"
+            for f in flavours)),
         f"information: ours without augment and invert (the steps the anchor does not do) {ours['like_for_like_seconds']:.2f} s "
         f"vs anchor {goal_anchor} {anchor['per_series_seconds'][goal_anchor]:.2f} s",
         f"SEGs read back exact: ours {exact('ours')}, " + ", ".join(f"anchor {f} {exact(f'anchor_{f}')}" for f in flavours)
