@@ -88,7 +88,8 @@ class Aggregates:
     """Additive partial aggregates of a QC table, per (grouping, source, group); ``combine`` adds them up.
 
     ``counts``: ``KEYS`` + ``COUNTS`` (series, results, sums and counts behind each share); ``agreement``:
-    ``KEYS`` + agreement value + how often it occurs (the median and 10th percentile need every value).
+    ``KEYS`` + agreement value + how often it occurs, per structure only (the median and 10th percentile need
+    every value; a region's or all structures' values are their structures' added up).
     Parts of tables with disjoint series add up to the aggregates of the whole (``series`` counts
     distinct series), so each shard of the QC table keeps its own and the comparison needs no re-read.
     """
@@ -132,7 +133,11 @@ def summary(parts: Aggregates, grouping: str) -> pd.DataFrame:
     counts = parts.counts[parts.counts["grouping"] == grouping]
     if counts.empty:
         return pd.DataFrame(columns=COLUMNS)
-    median, p10 = _quantiles(parts.agreement[parts.agreement["grouping"] == grouping], counts)
+    values = parts.agreement
+    if grouping != STRUCTURE:
+        group = np.full(len(values), ALL, dtype=object) if grouping == OVERALL else regions(values["group"].to_numpy())
+        values = values.assign(group=group).groupby(["source", "group", "agreement"], sort=False, as_index=False)["count"].sum()
+    median, p10 = _quantiles(values, counts)
     results = counts["results"].astype(float)
     found = pd.DataFrame({
         "source": counts["source"].to_numpy(dtype=object), "structure": counts["group"].to_numpy(dtype=object),
@@ -198,6 +203,8 @@ def _aggregate(rows: MemberRows, grouping: str, groups: np.ndarray) -> tuple[pd.
         "alone": by_member["alone"].sum(), "alone_n": by_member["alone"].count(),
         "outlier": by_source["outlier"].sum(), **{f"fails_{rule}": by_source[f"fails_{rule}"].sum() for rule in RULES},
     })
+    if grouping != STRUCTURE:  # the values of every other grouping are those of its structures (``summary``)
+        return _named(counts.reset_index(), rows, names, grouping), _agreement_frame()
     agreement = members.dropna(subset=["agreement"]).groupby(["source", "group", "agreement"], sort=False).size()
     return _named(counts.reset_index(), rows, names, grouping), _named(agreement.rename("count").reset_index(), rows, names, grouping)
 

@@ -37,9 +37,14 @@ def update_parts(qc_dir: str, shards: Iterable[str]) -> None:
 
 def combined_parts(qc_dir: str) -> Aggregates:
     """The aggregates of the whole QC table: the sum of every shard's (a shard without them gets them now)."""
-    shards = stored_shards(qc_dir, TABLE)
-    update_parts(qc_dir, [shard for shard in shards if read_table(part_uri(qc_dir, shard), ["part"]) is None])
-    return combine([_aggregates(read_table(part_uri(qc_dir, shard))) for shard in shards])
+    found = []
+    for shard in stored_shards(qc_dir, TABLE):
+        frame = read_table(part_uri(qc_dir, shard))
+        if frame is None:  # its run stopped between the shard and its aggregates
+            update_parts(qc_dir, [shard])
+            frame = read_table(part_uri(qc_dir, shard))
+        found.append(_aggregates(frame))
+    return combine(found)
 
 
 def write_comparison(qc_dir: str, name: str) -> Aggregates:

@@ -116,3 +116,12 @@ def test_the_reader_prefers_shard_rows_to_an_old_files_rows(tmp_path):
     (tmp_path / "shard.parquet").rename(shard_uri(str(tmp_path), TABLE, shard_of(uid)))
     table = read_qc_table(str(tmp_path), TABLE)
     assert len(table) == len(old) and (table[table["series_uid"] == uid]["score"] == 0.25).all()
+
+
+def test_a_shard_left_without_its_aggregates_gets_them_for_the_comparison(tmp_path):
+    """A run that stopped between writing a shard and its aggregates leaves the comparison right for the next one."""
+    table = _table(8)
+    shards = merge_qc_table(str(tmp_path), TABLE, table)
+    update_parts(str(tmp_path), shards[1:])
+    write_comparison(str(tmp_path), "model_comparison.parquet")
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "model_comparison.parquet"), model_comparison(table))
