@@ -1,29 +1,32 @@
-"""One CT series' LABELMAP frame layout, built by highdicom once and reused by every deflated LABELMAP SEG of it.
+"""A CT series' LABELMAP frame layout, built by highdicom once and reused by the deflated LABELMAP SEGs of it.
 
 Why: highdicom spends most of a SEG's encode time (about 0.9 s of a 300-slice series
 on this project's machine) deriving the per-frame functional groups and source
-references from the CT headers. A deflated LABELMAP keeps every frame, so that
-layout is the same for every SEG of a series, whatever the source, augmentation or
-reviewer. The first SEG of a series is built by highdicom in full and kept (without
-its pixels); each later one is highdicom's own one-frame SEG (segments, UIDs,
-provenance, pixel format) given the kept layout and its own pixels. The SEGs of a
-series share the kept layout elements (never change them in place), so their largest
-element, the per-frame functional groups, is also encoded to bytes once
-(``encoded_per_frame``, used by dicom_io/seg_file.py).
+references from the CT headers. That layout depends only on the series and on which
+slices hold a structure (empty frames are omitted), so it is the same for every SEG of
+the series with the same extent, whatever the source, augmentation or reviewer: for a
+whole skeleton, usually all of them. The first such SEG is built by highdicom in full
+and its layout kept (without its pixels); each later one is highdicom's own one-frame
+SEG (segments, UIDs, provenance, pixel format) given the kept layout and its own
+pixels. The layout is kept encoded (explicit VR little endian): each SEG gets its own
+elements read from those bytes, unparsed until something looks at them, so a change
+to one SEG never reaches another, and dicom_io/seg_file.py writes an element nobody
+parsed as the bytes it came from.
 tests/seg/test_seg_template.py checks the result is highdicom's full build.
 """
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import highdicom as hd
 import numpy as np
-from pydicom.dataelem import DataElement
 from pydicom.filebase import DicomBytesIO
-from pydicom.filewriter import write_data_element
+from pydicom.filereader import read_dataset
+from pydicom.filewriter import correct_ambiguous_vr_element, write_data_element
 
 from dicom_io.ct_series import CTSeries
 
@@ -32,68 +35,65 @@ LAYOUT = (
     "ReferencedSeriesSequence", "SourceImageSequence", "DimensionOrganizationSequence", "DimensionIndexSequence",
     "DimensionOrganizationType", "NumberOfFrames", "SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence",
 )
-KEPT_SERIES = 2  # a worker encodes one series at a time; the consensus of the previous one may still follow
+KEPT_LAYOUTS = 8  # a worker encodes one series at a time; its outputs may differ in extent by a slice or two
 
 BuildSeg = Callable[[list, hd.Volume | np.ndarray], hd.seg.Segmentation]
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Layout:
-    """A series' layout: highdicom's full SEG without its pixels, and its per-frame groups once encoded."""
+    """A layout: its elements encoded, and highdicom's frame table (an in-memory database) of the full SEG."""
 
-    seg: hd.seg.Segmentation
-    per_frame_bytes: bytes | None = None
+    encoded: bytes
+    frame_table: object
 
 
 _layouts: OrderedDict[tuple, _Layout] = OrderedDict()
+_lock = threading.Lock()  # a Beam worker may encode in several threads
 
 
 def labelmap_seg(ct: CTSeries, pixels: hd.Volume, build: BuildSeg) -> hd.seg.Segmentation:
-    """``build(source_images, pixel_array)`` for every frame of ``ct``, from the kept layout when there is one.
+    """``build(source_images, pixel_array)`` for the whole of ``ct``, from a kept layout when there is one.
 
     ``build`` is highdicom's constructor with every argument but those two fixed, and
-    keeps empty frames; ``pixels`` holds segment numbers on the CT grid.
+    omits empty frames; ``pixels`` holds segment numbers on the CT grid.
     """
-    key = (ct.series_instance_uid, tuple(ds.SOPInstanceUID for ds in ct.datasets), pixels.dtype.str)
-    kept = _layouts.get(key)
+    stored = np.flatnonzero(pixels.array.reshape(pixels.array.shape[0], -1).any(axis=1))  # the slices with a structure
+    key = (ct.series_instance_uid, tuple(ds.SOPInstanceUID for ds in ct.datasets), pixels.dtype.str, stored.tobytes())
+    with _lock:
+        kept = _layouts.get(key)
+        if kept is not None:
+            _layouts.move_to_end(key)
     if kept is None:
         seg = build(list(ct.datasets), pixels)
         _keep(key, seg)
         return seg
-    _layouts.move_to_end(key)
-    seg = build([ct.datasets[0]], pixels.array[:1])  # a one-frame SEG: everything that is not the layout
-    for keyword in LAYOUT:
-        element = kept.seg[keyword]
-        seg[element.tag] = element
-    seg.PixelData = pixels.array.tobytes()
-    # highdicom's frame table (an in-memory database) describes the layout, which the kept SEG's describes
-    seg._db_con = kept.seg._db_con  # noqa: SLF001
+    first = int(stored[0])
+    seg = build([ct.datasets[first]], pixels.array[first:first + 1])  # a one-frame SEG: everything that is not the layout
+    for keyword in LAYOUT:  # DimensionOrganizationType only where the frames are a regular 3D volume
+        if keyword in seg:
+            del seg[keyword]
+    elements = read_dataset(DicomBytesIO(kept.encoded), is_implicit_VR=False, is_little_endian=True)
+    for tag in elements.keys():
+        seg[tag] = elements.get_item(tag)  # unparsed: read only when something looks at it
+    seg.PixelData = (pixels.array if stored.size == pixels.array.shape[0] else pixels.array[stored]).tobytes()
+    seg._db_con = kept.frame_table  # noqa: SLF001  # highdicom's frame table: it describes the layout, read only
     return seg
-
-
-def encoded_per_frame(element: DataElement) -> bytes | None:
-    """Explicit VR little endian bytes of a kept PerFrameFunctionalGroupsSequence (encoded once); None for any other element."""
-    for kept in _layouts.values():
-        if kept.seg.get_item("PerFrameFunctionalGroupsSequence") is element:
-            if kept.per_frame_bytes is None:
-                buffer = DicomBytesIO()
-                buffer.is_little_endian, buffer.is_implicit_VR = True, False
-                write_data_element(buffer, element)
-                kept.per_frame_bytes = buffer.getvalue()
-            return kept.per_frame_bytes
-    return None
 
 
 def forget_layouts() -> None:
     """Drop every kept layout (the next SEG of any series is built in full)."""
-    _layouts.clear()
+    with _lock:
+        _layouts.clear()
 
 
 def _keep(key: tuple, seg: hd.seg.Segmentation) -> None:
-    """Keep ``seg``'s layout elements and frame table (not its pixels), the most recent ``KEPT_SERIES`` series."""
-    layout = hd.seg.Segmentation.__new__(hd.seg.Segmentation)
-    layout.__dict__.update(seg.__dict__)
-    layout._dict = {seg[keyword].tag: seg[keyword] for keyword in LAYOUT}  # noqa: SLF001
-    _layouts[key] = _Layout(layout)
-    while len(_layouts) > KEPT_SERIES:
-        _layouts.popitem(last=False)
+    """Keep ``seg``'s layout elements (encoded) and frame table, the ``KEPT_LAYOUTS`` most recently used."""
+    buffer = DicomBytesIO()
+    buffer.is_little_endian, buffer.is_implicit_VR = True, False
+    for element in sorted((seg[keyword] for keyword in LAYOUT if keyword in seg), key=lambda e: e.tag):
+        write_data_element(buffer, correct_ambiguous_vr_element(element, seg, True))
+    with _lock:
+        _layouts[key] = _Layout(buffer.getvalue(), seg._db_con)  # noqa: SLF001
+        while len(_layouts) > KEPT_LAYOUTS:
+            _layouts.popitem(last=False)

@@ -9,10 +9,10 @@ Compression (``SegCompression``, the transfer syntax; never part of the UIDs) is
 Deflated Explicit VR Little Endian by default: measured on the bench phantom's
 skeleton (bench/README.md, seg_encoding) it is 6x smaller than RLE Lossless and
 every reader that matters reads it voxel-exact (dcmqi, highdicom, pydicom, Orthanc
-WADO-RS as stored and transcoded, OHIF; dicom_io/README.md). A deflated LABELMAP
-keeps its empty frames (a few bytes each once deflated), so every LABELMAP SEG of
-a series has one frame layout. RLE Lossless (empty frames omitted, as before) and
-uncompressed (BINARY's default) stay selectable. Not JPEG-LS or JPEG 2000: dcmqi 1.5.7 (the SEG reader
+WADO-RS as stored and transcoded, OHIF; dicom_io/README.md); the deflated file is
+written by dicom_io/seg_file.py (``save_dicom``). Its frame layout is built once per
+series and extent (dicom_io/seg_template.py). RLE Lossless and uncompressed (BINARY's
+default) stay selectable. Empty frames are omitted whatever the compression. Not JPEG-LS or JPEG 2000: dcmqi 1.5.7 (the SEG reader
 3D Slicer uses) refuses both ("... uses lossy compression", "Cannot decompress").
 """
 
@@ -48,9 +48,9 @@ class SegType(CodedValue):
 class SegCompression(CodedValue):
     """How a SEG's pixel data is stored (its transfer syntax); not part of an output's identity (its UIDs)."""
 
-    DEFLATE = "deflate"  # Deflated Explicit VR Little Endian: the whole dataset deflated (zlib), every frame kept
-    RLE = "rle"  # RLE Lossless, frame by frame; empty frames omitted; LABELMAP only (not for 1-bit BINARY frames)
-    NONE = "none"  # Explicit VR Little Endian; empty frames omitted
+    DEFLATE = "deflate"  # Deflated Explicit VR Little Endian: the whole dataset deflated (zlib)
+    RLE = "rle"  # RLE Lossless, frame by frame; LABELMAP only (not for 1-bit BINARY frames)
+    NONE = "none"  # Explicit VR Little Endian
 
 
 # BINARY stays uncompressed: it is for older readers, and the 2022 dciodvfy cannot read a deflated file.
@@ -128,11 +128,11 @@ def write_seg(
         content_creator_name=content_creator,
         series_description=source.describe(),
         transfer_syntax_uid=RLELossless if compression == SegCompression.RLE else ExplicitVRLittleEndian,
-        omit_empty_frames=not (labelmap and deflate),
+        omit_empty_frames=True,
         coding_schemes=[private_scheme_item()] if any(s.type.is_private for s in structures) else None,
     )
     pixels = ct.volume.with_array(numbers)
-    if labelmap and deflate:  # every frame kept: one layout per series, built once (dicom_io/seg_template.py)
+    if labelmap and deflate:  # one layout per series and extent, built once (dicom_io/seg_template.py)
         seg = labelmap_seg(ct, pixels, build)
     else:
         seg = build(list(ct.datasets), pixels)

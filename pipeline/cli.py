@@ -60,6 +60,7 @@ def _seg_encode(args: argparse.Namespace) -> None:
     from dicom_io.ct_series import read_ct_series
     from dicom_io.label_images import read_label_image
     from dicom_io.provenance import SegmentationSource
+    from dicom_io.seg_file import save_dicom
     from dicom_io.seg_writer import write_seg
     from labels.label_sets import load_label_set
     from models.harmonize import harmonize_on_ct
@@ -70,7 +71,7 @@ def _seg_encode(args: argparse.Namespace) -> None:
     source = SegmentationSource(args.source_name, args.source_version, args.augmentation)
     seg = write_seg(schema_map, ct, source, seg_type=args.type, compression=args.seg_compression)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    seg.save_as(args.out)
+    save_dicom(seg, args.out)
     bones = sum(1 for item in seg.SegmentSequence if item.SegmentNumber != 0)  # LABELMAP adds background segment 0
     print(f"wrote {args.out}: {args.type} SEG {seg.SOPInstanceUID} with {bones} bone segments for series {ct.series_instance_uid}")
 

@@ -39,11 +39,12 @@ def _elements(seg) -> dict[str, object]:
 
 
 def _maps(sample_schema_maps):
-    """Two different label maps on the sample grid: the full map and a smaller one with empty slices."""
+    """Two label maps with other segments on the same slices: the full map, and one structure relabelled as another."""
     full = sample_schema_maps[FULL]
-    partial = full.copy()
-    partial[: full.shape[0] // 2] = 0
-    return full, partial
+    values, counts = np.unique(full[full > 0], return_counts=True)
+    relabelled = full.copy()
+    relabelled[full == values[np.argmax(counts)]] = values[np.argmin(counts)]
+    return full, relabelled
 
 
 @pytest.fixture
@@ -80,7 +81,18 @@ def test_every_seg_of_a_series_reads_back_exactly(fresh_layouts, sample_ct, samp
         buffer = io.BytesIO()
         seg.save_as(buffer)
         np.testing.assert_array_equal(read_seg(pydicom.dcmread(io.BytesIO(buffer.getvalue())), sample_ct).volume.array, schema_map)
-    assert segs[0].SegmentSequence != segs[1].SegmentSequence  # each its own segments, not the first one's
+    assert len(segs[0].SegmentSequence) == len(segs[1].SegmentSequence) + 1  # each its own segments, not the first one's
+
+
+def test_a_kept_layout_belongs_to_its_extent(fresh_layouts, sample_ct, sample_schema_maps):
+    """A SEG whose structures lie on other slices gets its own layout."""
+    full, _ = _maps(sample_schema_maps)
+    lower = full.copy()
+    lower[: full.shape[0] // 2] = 0
+    _write(full, sample_ct, "a")
+    seg = _write(lower, sample_ct, "b")
+    assert seg.NumberOfFrames == int(np.count_nonzero(lower.reshape(lower.shape[0], -1).any(axis=1)))
+    np.testing.assert_array_equal(read_seg(seg, sample_ct).volume.array, lower)
 
 
 def test_a_kept_layout_belongs_to_its_series_only(fresh_layouts, sample_ct, sample_schema_maps):
