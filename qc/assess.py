@@ -126,10 +126,11 @@ def _leave_one_out_agreement(member: MaskSurface, votes: np.ndarray, n: int, tol
     """
     if n == 1:
         return 1.0
-    others = 2 * (votes.astype(np.int16) - member.mask)
-    strict = MaskSurface(others > n - 1, member.spacing, member.origin)
+    others = votes - member.mask  # the other members' votes (the member's own is among ``votes``, so never below 0)
+    half = (n - 1) // 2
+    strict = MaskSurface(others > half, member.spacing, member.origin)  # more than half of the n - 1 others
     result = agreement(overlap(member, strict, tolerance_mm))
-    if (n - 1) % 2 == 0 and (ties := others == n - 1).any():
+    if (n - 1) % 2 == 0 and (ties := others == half).any():
         with_ties = MaskSurface(strict.mask | ties, member.spacing, member.origin)
         result = 0.5 * (result + agreement(overlap(member, with_ties, tolerance_mm)))
     return result
