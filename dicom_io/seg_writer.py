@@ -12,8 +12,9 @@ every reader that matters reads it voxel-exact (dcmqi, highdicom, pydicom, Ortha
 WADO-RS as stored and transcoded, OHIF; dicom_io/README.md); the deflated file is
 written by dicom_io/seg_file.py (``save_dicom``). Its frame layout is built once per
 series and extent (dicom_io/seg_template.py). RLE Lossless and uncompressed (BINARY's
-default) stay selectable. Empty frames are omitted whatever the compression. Not JPEG-LS or JPEG 2000: dcmqi 1.5.7 (the SEG reader
-3D Slicer uses) refuses both ("... uses lossy compression", "Cannot decompress").
+default) stay selectable; empty frames are omitted whatever the compression. Not
+JPEG-LS or JPEG 2000: dcmqi 1.5.7 (the SEG reader 3D Slicer uses) refuses both
+("... uses lossy compression", "Cannot decompress").
 """
 
 from __future__ import annotations
