@@ -10,17 +10,25 @@ where only one of them does, the score as ``qc.score`` forms it (minimum agreeme
 penalised consensus rule), the outlier source where one source's members agree clearly
 less, and a few member and consensus flags.
 
-Ours: ``qc.comparison.model_comparison`` on the table, then ``qc.report.write_report``
-(with its comparison section; no snapshots, which are pictures of single series).
+Ours: what the QC job does after merging a run, on a QC folder whose table is in shards by series
+(``results.qc_shards``, each shard's comparison aggregates beside it, ``results.comparison_parts``):
+``write_comparison`` adds up the shards' aggregates into ``model_comparison.parquet``, then
+``write_report`` on the report's columns of the table (``qc.report.COLUMNS``) with those aggregates.
+Before: the same from the table kept as one file (read whole, ``model_comparison`` and the report's
+comparison section each explode its member columns). Each runs in a fresh process, so its peak
+resident memory (``ru_maxrss``) is its own; both must write the same comparison and the same report.
 Anchor: the same on 1,000 series, so the printed ratio shows how time and HTML size grow
 with the collection (100x the series).
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import resource
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from bench.publish import publish
@@ -29,8 +37,14 @@ import pandas as pd
 
 from labels.schema import default_schema
 from qc.comparison import model_comparison
+from qc.report import COLUMNS as REPORT_COLUMNS
 from qc.report import write_report
 from qc.results import ABSENT, ACCEPT, REVIEW, TABLE_COLUMNS
+from results.blobs import join
+from results.comparison_parts import update_parts, write_comparison
+from results.qc_shards import merge_qc_table, read_qc_table
+from results.qc_tables import REPORT, TABLE
+from results.table_io import read_table, write_table
 
 RESULTS_PATH = Path(__file__).resolve().parent / "results" / "report_scale.json"
 FULL_SERIES, ANCHOR_SERIES = 100_000, 1_000
@@ -38,6 +52,7 @@ QUICK_SERIES = (1_000, 100)  # series, anchor series of --quick
 MEMBERS = ("TotalSegmentator total 2", "TotalSegmentator total 2 [rotate(0,0,5)]", "MOOSE clin_ct 1")
 SOURCES = ("TotalSegmentator total 2", "TotalSegmentator total 2", "MOOSE clin_ct 1")
 REGIONS = ("spine", "thoracic_cage", "shoulder_girdle")
+COMPARISON, SETTINGS_TEXT = "model_comparison.parquet", "synthetic table (bench.report_scale)"
 MEMBER_RULES = ("extra_components", "too_small", "wrong_side", "rib_vertebra_level")
 
 
@@ -120,19 +135,74 @@ def _add_flag(flags: pd.Series, where: np.ndarray, flag: object) -> pd.Series:
 
 
 def measure(series: int, folder: Path) -> dict:
-    """Wall and CPU seconds to build the table, compare the models and write the report, and the report's size.
+    """Both ways of writing the comparison and the report for ``series`` series: seconds, CPU seconds, peak memory.
 
-    CPU seconds (this process) are shown too: on a shared machine they change less with the load than wall time.
+    CPU seconds (the measured process) are shown too: on a shared machine they change less with the load than
+    wall time. Building the table and writing its shards (merge and aggregates, which a run pays for the shards
+    its series fall in) are timed and not counted.
     """
-    clocks = [(time.perf_counter(), time.process_time())]
+    started = time.perf_counter()
     table = synthetic_table(series)
-    clocks.append((time.perf_counter(), time.process_time()))
+    built = time.perf_counter()
+    whole, sharded = folder / f"whole_{series}", folder / f"sharded_{series}"
+    whole.mkdir()
+    table.sort_values("series_uid", kind="stable").to_parquet(whole / f"{TABLE}.parquet", index=False)  # as it was stored
+    update_parts(str(sharded), merge_qc_table(str(sharded), TABLE, table))
+    written = time.perf_counter()
+    rows = len(table)
+    del table
+    before, ours = _in_fresh_process(_from_one_file, whole), _in_fresh_process(_from_shards, sharded)
+    same_comparison = pd.read_parquet(whole / COMPARISON).equals(pd.read_parquet(sharded / COMPARISON))
+    same_report = (whole / REPORT).read_bytes() == (sharded / REPORT).read_bytes()
+    if not (same_comparison and same_report):
+        raise AssertionError(f"{series} series: the sharded table's comparison or report differs from the single file's")
+    return {"series": series, "rows": rows, "comparison_rows": len(pd.read_parquet(sharded / COMPARISON)),
+            "report_mib": (sharded / REPORT).stat().st_size / 2**20, "build_seconds": built - started,
+            "shards_seconds": written - built, **ours, "before": before}
+
+
+def _in_fresh_process(step, folder: Path) -> dict:
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(step, str(folder)).result()
+
+
+def _from_one_file(folder: str) -> dict:
+    """The QC job before the shards: the table read whole, the comparison and report computed from it."""
+    clocks = [(time.perf_counter(), time.process_time())]
+    table = read_table(join(folder, f"{TABLE}.parquet"))
     comparison = model_comparison(table)
+    write_table(join(folder, COMPARISON), comparison)
     clocks.append((time.perf_counter(), time.process_time()))
-    path = write_report(table, [], folder / f"report_{series}.html", settings_text="synthetic table (bench.report_scale)")
+    write_report(table, [], Path(folder, REPORT), settings_text=SETTINGS_TEXT)
     clocks.append((time.perf_counter(), time.process_time()))
-    found = {"series": series, "rows": len(table), "comparison_rows": len(comparison), "report_mib": path.stat().st_size / 2**20}
-    for step, (before, after) in zip(("build", "comparison", "report"), zip(clocks, clocks[1:])):
+    return _timings(clocks)
+
+
+def _from_shards(folder: str) -> dict:
+    """The QC job now: the comparison from the shards' aggregates, the report from its columns of the table."""
+    clocks = [(time.perf_counter(), time.process_time())]
+    parts = write_comparison(folder, COMPARISON)
+    clocks.append((time.perf_counter(), time.process_time()))
+    table = read_qc_table(folder, TABLE, REPORT_COLUMNS)
+    write_report(table, [], Path(folder, REPORT), settings_text=SETTINGS_TEXT, comparison=parts)
+    clocks.append((time.perf_counter(), time.process_time()))
+    return _timings(clocks)
+
+
+def _peak_rss_mib() -> float:
+    """This process's peak resident memory: ``VmHWM`` where Linux gives it, which a spawned process does not inherit
+    (``ru_maxrss`` keeps the parent's peak across the exec, so it would show the benchmark's own table), else ``ru_maxrss``."""
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _timings(clocks: list[tuple[float, float]]) -> dict:
+    found = {"peak_rss_mib": _peak_rss_mib()}
+    for step, (before, after) in zip(("comparison", "report"), zip(clocks, clocks[1:])):
         found[f"{step}_seconds"], found[f"{step}_cpu_seconds"] = after[0] - before[0], after[1] - before[1]
     return found
 
@@ -153,11 +223,18 @@ def format_report(results: dict) -> str:
     ours, anchor = results["ours"], results["anchor"]
     lines = [f"report_scale: QC table of {ours['series']:,} series ({ours['rows']:,} rows) vs anchor "
              f"{anchor['series']:,} series ({anchor['rows']:,} rows); series ratio {ours['series'] / anchor['series']:g}x"]
-    for key, label in (("comparison_seconds", "model_comparison s"), ("comparison_cpu_seconds", "model_comparison CPU s"),
-                       ("report_seconds", "write_report s"), ("report_cpu_seconds", "write_report CPU s"),
-                       ("report_mib", "report MiB"), ("build_seconds", "table built in s (not counted)")):
+    for key, label in (("comparison_seconds", "comparison s"), ("comparison_cpu_seconds", "comparison CPU s"),
+                       ("report_seconds", "report s"), ("report_cpu_seconds", "report CPU s"),
+                       ("peak_rss_mib", "peak memory MiB")):
+        for name, found, reference in (("sharded", ours, anchor), ("one file", ours["before"], anchor["before"])):
+            ratio = found[key] / reference[key] if reference[key] else float("nan")
+            lines.append(f"  {label + ' (' + name + ')':36s} {found[key]:10.2f}   anchor {reference[key]:8.2f}   "
+                         f"ratio {ratio:6.1f}x")
+    for key, label in (("report_mib", "report MiB"), ("build_seconds", "table built in s (not counted)"),
+                       ("shards_seconds", "shards written in s (not counted)")):
         ratio = ours[key] / anchor[key] if anchor[key] else float("nan")
-        lines.append(f"  {label:32s} {ours[key]:10.2f}   anchor {anchor[key]:8.2f}   ratio {ratio:6.1f}x")
+        lines.append(f"  {label:36s} {ours[key]:10.2f}   anchor {anchor[key]:8.2f}   ratio {ratio:6.1f}x")
+    lines.append("  the sharded folder's comparison and report equal the single file's (checked)")
     load = results["machine"]
     lines.append(f"  load average before {load['load_average_before'][0]:.2f}, after {load['load_average_after'][0]:.2f}")
     return "\n".join(lines)
