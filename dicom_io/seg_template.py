@@ -17,6 +17,7 @@ tests/seg/test_seg_template.py checks the result is highdicom's full build.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -45,7 +46,7 @@ class _Layout:
     """A layout: its elements encoded, and highdicom's frame table (an in-memory database) of the full SEG."""
 
     encoded: bytes
-    frame_table: object
+    frame_table: sqlite3.Connection
 
 
 _layouts: OrderedDict[tuple, _Layout] = OrderedDict()
@@ -77,7 +78,7 @@ def labelmap_seg(ct: CTSeries, pixels: hd.Volume, build: BuildSeg) -> hd.seg.Seg
     for tag in elements.keys():
         seg[tag] = elements.get_item(tag)  # unparsed: read only when something looks at it
     seg.PixelData = (pixels.array if stored.size == pixels.array.shape[0] else pixels.array[stored]).tobytes()
-    seg._db_con = kept.frame_table  # noqa: SLF001  # highdicom's frame table: it describes the layout, read only
+    seg._db_con = kept.frame_table  # highdicom's frame table: it describes the layout, read only
     return seg
 
 
@@ -94,6 +95,6 @@ def _keep(key: tuple, seg: hd.seg.Segmentation) -> None:
     for element in sorted((seg[keyword] for keyword in LAYOUT if keyword in seg), key=lambda e: e.tag):
         write_data_element(buffer, correct_ambiguous_vr_element(element, seg, True))
     with _lock:
-        _layouts[key] = _Layout(buffer.getvalue(), seg._db_con)  # noqa: SLF001
+        _layouts[key] = _Layout(buffer.getvalue(), seg._db_con)
         while len(_layouts) > KEPT_LAYOUTS:
             _layouts.popitem(last=False)

@@ -8,7 +8,7 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, 
 
 from dicom_io.provenance import SegmentationSource
 from dicom_io.seg_reader import read_seg
-from dicom_io.seg_writer import SegCompression, write_seg
+from dicom_io.seg_writer import write_seg
 from labels.errors import BoneHubInputError
 from tests.support.dcmqi import dcmqi_decode
 
