@@ -52,7 +52,8 @@ def changed(before: dict, after: dict) -> set[str]:
 
 def correct_later(run) -> None:
     """Three voxels of the rib removed by a reviewer, imported as a correction."""
-    folder = review_export(run, CORRECTED_LATER)
+    sample = str(pd.read_parquet(run.root / "manifest.parquet").series_instance_uid[0])  # the sample's rows first
+    folder = review_export(run, CORRECTED_LATER, series=sample)
     record = json.loads((folder / "item.json").read_text())
     ct = read_ct_series(run.ct_folder)
     base = record["base"]
@@ -65,7 +66,8 @@ def correct_later(run) -> None:
 
 def test_reruns_write_nothing_and_a_later_correction_rewrites_only_its_series(two_series, tmp_path, capsys):
     run = two_series
-    sample, oblique = (str(uid) for uid in read_qc_table(str(run.root / "qc"), "qc_series").series_uid)
+    sample, oblique = (str(uid) for uid in pd.unique(pd.read_parquet(run.root / "manifest.parquet").series_instance_uid))
+    assert {sample, oblique} == set(read_qc_table(str(run.root / "qc"), "qc_series").series_uid)
     exports = {fmt: tmp_path / fmt for fmt in ("dicom", "bonehub")}
 
     def export_all(*extra: str) -> dict[str, dict]:

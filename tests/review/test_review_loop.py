@@ -41,9 +41,9 @@ def item_folder(run, bone: str = BONE) -> Path:
     return run.root / "export" / series / bone
 
 
-def export(run, bone: str = BONE, *extra: str) -> Path:
+def export(run, bone: str = BONE, *extra: str, series: str | None = None) -> Path:
     assert run.review("worklist", "--to", str(run.root / "export")) == 0
-    series = read_qc_table(str(run.root / "qc"), "qc_series").series_uid[0]
+    series = series or read_qc_table(str(run.root / "qc"), "qc_series").series_uid[0]
     assert run.review("export", "--to", str(run.root / "export"), "--item", f"{series}/{bone}", *extra) == 0
     return item_folder(run, bone)
 
