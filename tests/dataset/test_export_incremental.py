@@ -53,7 +53,8 @@ def changed(before: dict, after: dict) -> set[str]:
 def correct_later(run) -> None:
     """Three voxels of the rib removed by a reviewer, imported as a correction."""
     sample = str(pd.read_parquet(run.root / "manifest.parquet").series_instance_uid[0])  # the sample's rows first
-    folder = review_export(run, CORRECTED_LATER, series=sample)
+    review_export(run, CORRECTED_LATER, series=sample)
+    folder = run.root / "export" / sample / CORRECTED_LATER
     record = json.loads((folder / "item.json").read_text())
     ct = read_ct_series(run.ct_folder)
     base = record["base"]
