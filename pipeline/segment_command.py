@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dicom_io.cache import default_cache_dir
-from dicom_io.seg_writer import SegType
+from dicom_io.seg_writer import SegCompression, SegType
 from dicom_io.stores.redact import redact_url
 from labels.errors import BoneHubInputError
 from pipeline.dataflow import DataflowProfile
@@ -62,6 +62,9 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
                      help="input augmentation besides the plain input (repeatable): 'rotate(5,0,-3)', 'noise(20)', "
                           "'intensity(scale=1.05,shift=10,gamma=0.9)'")
     job.add_argument("--seg-type", choices=list(SegType), default=SegType.LABELMAP, help="SEG type (default: labelmap)")
+    job.add_argument("--seg-compression", choices=list(SegCompression),
+                     help="the SEGs' transfer syntax: deflate | rle (labelmap only) | none (default: deflate for labelmap, "
+                          "none for binary); the SEG UIDs do not depend on it")
 
     out = parser.add_argument_group("output")
     out.add_argument("--out", default=DEFAULT_OUT,
@@ -110,6 +113,8 @@ def run_from_args(args: argparse.Namespace, qc_folder: str | None = None) -> Sta
 
     if args.dry_run_proto and args.command != "segment":
         raise JobInputError("--dry-run-proto writes Stage 1's pipeline: use it with bonehub segment")
+    if args.seg_compression == SegCompression.RLE and args.seg_type == SegType.BINARY:
+        raise JobInputError("--seg-compression rle is for labelmap SEGs only: a binary SEG takes deflate or none")
     dataflow = _dataflow_profile(args) if runs_on_dataflow(args.beam_args) else None
     cache_dir = run_cache_dir(args)
     sources = tuple(SourceInfo.of(spec, build_source(spec)) for spec in dict.fromkeys(args.source))
@@ -119,7 +124,8 @@ def run_from_args(args: argparse.Namespace, qc_folder: str | None = None) -> Sta
         raise JobInputError(str(error)) from None
     settings = SegmentSettings(
         sources=sources, augmentations=augmentations, store_uri=store_uri(args.out),
-        manifest_uri=manifest_uri(args), seg_type=args.seg_type, idc_endpoint_url=args.idc_endpoint,
+        manifest_uri=manifest_uri(args), seg_type=args.seg_type, seg_compression=args.seg_compression,
+        idc_endpoint_url=args.idc_endpoint,
         cache_dir=str(cache_dir), staging_uri=args.staging or str(cache_dir / "staging"),
         keep_downloads=dataflow is None,  # locally, Stage 2 reads the CT from the same cache
     )

@@ -45,6 +45,7 @@ class SegmentSettings:
     cache_dir: str  # series downloads
     staging_uri: str  # pipeline.staging: a folder, or gs:// on Dataflow
     seg_type: str = "labelmap"
+    seg_compression: str | None = None  # the transfer syntax; None: the SEG type's default (dicom_io.seg_writer)
     idc_endpoint_url: str | None = None
     keep_downloads: bool = True  # False on Dataflow: a worker's disk would fill up with series it has staged
 
@@ -200,7 +201,7 @@ class EncodeAndStore(beam.DoFn):
         try:
             result = staging.get_labels(output.labels_uri)
             step = "encode"
-            return output, encode_output(output.task, ct, result), result.labels, began
+            return output, encode_output(output.task, ct, result, self.settings.seg_compression), result.labels, began
         except StagingMissingError as error:  # a retried bundle: a first attempt may have stored it and cleared up
             return self._stored_before(output.task) or failed(output.task, step, error, began)
         except Exception as error:

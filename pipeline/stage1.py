@@ -130,10 +130,11 @@ def predict_output(task: OutputTask, ct: CTSeries, model: SegmentationModel, see
     return segment_ct(ct, model, parse_augmentation(task.augmentation), seen)
 
 
-def encode_output(task: OutputTask, ct: CTSeries, result: SchemaLabels) -> Dataset:
+def encode_output(task: OutputTask, ct: CTSeries, result: SchemaLabels, compression: str | None = None) -> Dataset:
     """One output's label map as a SEG on ``ct``, with the UIDs and provenance of ``task`` and the statuses its
-    source vouched per structure (BoneHub masks); raises on failure."""
-    seg = write_seg(result.labels, ct, task.provenance, seg_type=task.seg_type)
+    source vouched per structure (BoneHub masks), stored with ``compression`` (None: the SEG type's default);
+    raises on failure."""
+    seg = write_seg(result.labels, ct, task.provenance, seg_type=task.seg_type, compression=compression)
     stamp_statuses(seg, result.statuses)
     return seg
 

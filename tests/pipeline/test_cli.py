@@ -10,6 +10,8 @@ import pytest
 import SimpleITK as sitk
 
 import highdicom as hd
+import pydicom
+from pydicom.uid import DeflatedExplicitVRLittleEndian, RLELossless
 from labels.schema import default_schema
 from pipeline.cli import main
 
@@ -122,7 +124,9 @@ def test_strict_decode_names_the_unknown_segment(test_data, tmp_path, capsys):
     (["segment", "--dicom-folder", "{tmp}/nowhere", "--source", "baseline", "--out", "{tmp}/out"], "nowhere"),
     (["segment", "--dicom-folder", "{sample}/ct", "--source", "baseline?colour=red", "--out", "{tmp}/out"], "colour"),
     (["qc", "--out", "{tmp}/out", "--manifest", "{tmp}/out/none.parquet", "--series-uid", "1.2.x"], "1.2.x"),
-], ids=["missing-dicom-folder", "bad-source-spec", "series-without-segs"])
+    (["segment", "--dicom-folder", "{sample}/ct", "--source", "baseline", "--out", "{tmp}/out", "--seg-type", "binary",
+      "--seg-compression", "rle"], "--seg-compression rle"),
+], ids=["missing-dicom-folder", "bad-source-spec", "series-without-segs", "rle-binary"])
 def test_bad_job_input_exits_2_with_one_line_naming_it(args, named, sample_dir, tmp_path, capsys):
     assert run_cli(*(a.format(tmp=tmp_path, sample=sample_dir) for a in args)) == 2
     err = capsys.readouterr().err
@@ -138,3 +142,17 @@ def test_a_value_without_its_option_is_refused_not_passed_to_beam(extra, tmp_pat
     assert exit_.value.code == 2
     assert "unrecognized arguments: 4.5.6 (repeat the option for each value" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_seg_compression_chooses_the_stored_syntax_and_not_the_uids(sample_dir, tmp_path):
+    """``--seg-compression rle`` stores RLE Lossless SEGs under the UIDs the default (deflated) run gives."""
+    runs = {}
+    for compression in ("rle", None):
+        out = tmp_path / (compression or "default")
+        assert run_cli("segment", "--dicom-folder", str(sample_dir / "ct"), "--source", "baseline", "--out", str(out),
+                       *(["--seg-compression", compression] if compression else [])) == 0
+        (seg,) = [p for p in out.rglob("*.dcm")]
+        ds = pydicom.dcmread(seg)
+        runs[compression] = (seg.relative_to(out), ds.file_meta.TransferSyntaxUID, ds.SOPInstanceUID)
+    assert runs["rle"][1] == RLELossless and runs[None][1] == DeflatedExplicitVRLittleEndian
+    assert runs["rle"][0] == runs[None][0] and runs["rle"][2] == runs[None][2]
