@@ -60,7 +60,9 @@ def labelmap_seg(ct: CTSeries, pixels: hd.Volume, build: BuildSeg) -> hd.seg.Seg
     omits empty frames; ``pixels`` holds segment numbers on the CT grid.
     """
     stored = np.flatnonzero(pixels.array.reshape(pixels.array.shape[0], -1).any(axis=1))  # the slices with a structure
-    key = (ct.series_instance_uid, tuple(ds.SOPInstanceUID for ds in ct.datasets), pixels.dtype.str, stored.tobytes())
+    # the same UIDs may come back with other geometry (a series re-exported under its UIDs): the grid is in the key
+    key = (ct.series_instance_uid, tuple(ds.SOPInstanceUID for ds in ct.datasets), pixels.affine.tobytes(),
+           str(ct.datasets[0].get("FrameOfReferenceUID", "")), pixels.dtype.str, stored.tobytes())
     with _lock:
         kept = _layouts.get(key)
         if kept is not None:

@@ -103,3 +103,22 @@ def test_a_kept_layout_belongs_to_its_series_only(fresh_layouts, sample_ct, samp
     seg = _write(full[:10], slab, "b")
     assert seg.NumberOfFrames == 10
     np.testing.assert_array_equal(read_seg(seg, slab).volume.array, full[:10])
+
+
+def test_a_kept_layout_belongs_to_its_geometry(fresh_layouts, sample_ct, sample_dir, sample_schema_maps, tmp_path):
+    """The same series re-exported under its UIDs with another origin gets frame positions of its own, not the kept ones."""
+    from dicom_io.ct_series import read_ct_series
+
+    full, _ = _maps(sample_schema_maps)
+    _write(full, sample_ct, "a")
+    for path in (sample_dir / "ct").iterdir():
+        moved = pydicom.dcmread(path)
+        moved.ImagePositionPatient = [float(v) + 10.0 for v in moved.ImagePositionPatient]
+        moved.save_as(tmp_path / path.name)
+    moved_ct = read_ct_series(tmp_path)
+    seg = _write(full, moved_ct, "b")
+    positions = [tuple(float(v) for v in item.PlanePositionSequence[0].ImagePositionPatient)
+                 for item in seg.PerFrameFunctionalGroupsSequence]
+    expected = {tuple(float(v) for v in ds.ImagePositionPatient) for ds in moved_ct.datasets}
+    assert set(positions) <= expected
+    np.testing.assert_array_equal(read_seg(seg, moved_ct).volume.array, full)
