@@ -7,8 +7,9 @@ or run.
 
 Ours: the whole command in a child process, as a user runs it: query the index, plan every
 output, write the series selection as a file in the staging area (``pipeline.selection``) and
-build the Dataflow job. Measured: wall time, the child's peak resident memory (``wait4``'s
-``ru_maxrss``) and the size of the built job (the pipeline proto, as Dataflow receives it).
+build the Dataflow job. Measured: wall time, the child's peak resident memory (its own ``VmHWM``
+as it exits: ``ru_maxrss`` of a child starts from its parent's peak at the fork) and the size of
+the built job (the pipeline proto, as Dataflow receives it).
 
 Anchor: the same command on the first 20 of those series (``--idc-series``): the job must be
 the same size within 1 KB, whatever the selection's size, and far below the ~20 MB Dataflow
@@ -35,6 +36,17 @@ RESULTS_PATH = Path(__file__).resolve().parent / "results" / "plan_scale.json"
 COLLECTION = "nlst"
 ANCHOR_SERIES = 20
 GOAL_SECONDS, GOAL_EXTRA_MIB, GOAL_JOB_BYTES, GOAL_JOB_DIFFERENCE = 60.0, 300.0, 1_000_000, 1_000
+# the CLI in this process, writing its peak resident memory (kB, /proc VmHWM) to argv[1] as it exits
+_REPORT_PEAK_THEN_RUN_CLI = """
+import atexit, sys
+from pathlib import Path
+out = Path(sys.argv.pop(1))
+def peak():
+    out.write_text(next(line.split()[1] for line in open('/proc/self/status') if line.startswith('VmHWM:')))
+atexit.register(peak)
+from pipeline.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
 DATAFLOW = ["--runner", "DataflowRunner", "--project", "bonehub-bench", "--region", "europe-west4",
             "--temp_location", "gs://bonehub-bench/tmp", "--sdk_container_image", "europe-west4-docker.pkg.dev/p/r/w:t"]
 
@@ -42,21 +54,20 @@ DATAFLOW = ["--runner", "DataflowRunner", "--project", "bonehub-bench", "--regio
 def _plan(selection: list[str], folder: Path) -> dict[str, float]:
     """Run ``bonehub segment ... --dry-run-proto`` in a child process; its wall time, peak memory and job size."""
     proto_path = folder / "job.textproto"
-    command = [sys.executable, "-m", "pipeline.cli", "segment", *selection, "--source", "baseline",
+    command = [sys.executable, "-c", _REPORT_PEAK_THEN_RUN_CLI, str(folder / "peak"), "segment", *selection, "--source", "baseline",
                "--out", "gs://bonehub-bench/seg", "--manifest", "gs://bonehub-bench/seg/manifest.parquet",
                "--staging", "gs://bonehub-bench/staging", "--cache-dir", str(folder / "cache"),
                *DATAFLOW, "--dry-run-proto", str(proto_path)]
     folder.mkdir(parents=True)
     with open(folder / "stdout", "w+") as stdout, open(folder / "stderr", "w+") as stderr:
         started = time.perf_counter()
-        child = subprocess.Popen(command, stdout=stdout, stderr=stderr)
-        _, status, usage = os.wait4(child.pid, 0)  # reaped here, not by Popen, for this child's own rusage
+        status = subprocess.run(command, stdout=stdout, stderr=stderr).returncode
         seconds = time.perf_counter() - started
         stdout.seek(0), stderr.seek(0)
         printed, errors = stdout.read(), stderr.read()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"bonehub segment --dry-run-proto failed ({os.waitstatus_to_exitcode(status)}): {errors.strip()[-2000:]}")
-    return {"seconds": seconds, "peak_mib": usage.ru_maxrss / 1024, "job_bytes": _job_bytes(proto_path),
+    if status != 0:
+        raise RuntimeError(f"bonehub segment --dry-run-proto failed ({status}): {errors.strip()[-2000:]}")
+    return {"seconds": seconds, "peak_mib": int((folder / "peak").read_text()) / 1024, "job_bytes": _job_bytes(proto_path),
             "outputs": int(printed.split(" outputs ->")[0].rsplit(":", 1)[1])}
 
 
