@@ -6,8 +6,9 @@ asks "where does each model go wrong?": which structures a source misses where t
 see them, how well it agrees with the rest, how often QC names it the outlier and which
 rules its own masks fail. This module pools the QC table's per-member columns over all
 series into that view; vectorised (the ';'-joined columns split as Arrow text, grouped by
-integer codes), so 100,000 series x 60 structures take about 16 CPU seconds (``bench/report_scale.py``,
-whose whole run, the 2 GiB table included, peaks at 7 GiB).
+integer codes). A QC run's table is kept in shards by series, so the comparison is built from
+additive per-shard aggregates (``aggregate``, ``combine``, ``comparison_from``) that give exactly
+the whole table's numbers (``bench/report_scale.py`` measures both ways at 100,000 series).
 
 A **source** is a member name without its trailing " [augmentation]" (``Member.name``),
 i.e. "source version", the text ``outlier_source`` uses: all augmentations of a source are
