@@ -6,12 +6,13 @@ paths, object keys and URLs, so each is validated before a store uses it.
 
 from __future__ import annotations
 
+import io
 import re
 from typing import NamedTuple, Protocol, Sequence, runtime_checkable
 
+import pydicom
 from pydicom import Dataset
 
-from dicom_io.seg_file import dicom_file_bytes
 from dicom_io.uids import validate_uid
 
 DICOM_MEDIA_TYPE = "application/dicom"
@@ -109,8 +110,10 @@ def matches(ref: InstanceRef, study_uid: str | None, series_uid: str | None, mod
 
 
 def encode(ds: Dataset) -> bytes:
-    """``ds`` as a DICOM file (preamble and file meta) in memory; a deflated SEG deflated by zlib-ng (``dicom_io.seg_file``)."""
-    return dicom_file_bytes(ds)
+    """``ds`` as pydicom encodes it (preamble and file meta), the bytes dicomweb-client sends by STOW-RS."""
+    with io.BytesIO() as buffer:
+        pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
+        return buffer.getvalue()
 
 
 def network_reason(error: Exception) -> str:

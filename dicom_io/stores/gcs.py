@@ -16,9 +16,10 @@ from urllib.parse import urlsplit
 import pydicom
 from pydicom import Dataset
 
+from dicom_io.seg_file import dicom_file_bytes
 from dicom_io.stores.base import (
     DEFAULT_TIMEOUT_S, DICOM_MEDIA_TYPE, SUFFIX, InstanceNotFoundError, InstanceRef, StoreUnavailableError,
-    StoreWriteError, encode, instance_uids, matches, network_reason, validate_filters, validate_key,
+    StoreWriteError, instance_uids, matches, network_reason, validate_filters, validate_key,
 )
 
 logger = logging.getLogger(__name__)
@@ -119,7 +120,7 @@ class GcsStore:
         blob.metadata = {"modality": str(ds.get("Modality", ""))}
         with self._errors("write to"):
             try:
-                blob.upload_from_string(encode(ds), content_type=DICOM_MEDIA_TYPE, timeout=self.timeout, retry=self._retry())
+                blob.upload_from_string(dicom_file_bytes(ds), content_type=DICOM_MEDIA_TYPE, timeout=self.timeout, retry=self._retry())
             except gexc.NotFound:
                 raise self._bucket_missing("write to") from None
             except (gexc.Unauthorized, gexc.Forbidden):
