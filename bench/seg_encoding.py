@@ -49,7 +49,8 @@ from dicom_io.seg_file import DEFLATE_LEVEL, dicom_file_bytes, save_dicom
 from dicom_io.seg_reader import read_seg
 from dicom_io.seg_template import forget_layouts
 from dicom_io.seg_writer import write_seg
-from labels.label_sets import load_label_set, present_values
+from labels.label_sets import load_label_set
+from labels.slabs import present_values
 from labels.schema import default_schema
 from models.harmonize import harmonize_on_ct
 

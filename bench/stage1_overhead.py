@@ -12,10 +12,9 @@ Ours, as Stage 1 runs it (the order of ``models.segment.segment_ct``, then
 ``pipeline.stage1.encode_output``): ``read_ct_series`` once per series;
 ``augmented_ct`` once per series and augmentation, shared by the sources (as
 ``Predict`` does); per output the stand-in (timed, not counted), ``to_schema``
-on the augmented CT (harmonize, native -> schema ids), the shared
-``AugmentedCT.inverse`` (invert: back onto the source grid; a rotation's
-nearest-neighbour index is worked out on the first source's labels, inside
-that output's time, and reused by the others), ``write_seg`` (LABELMAP) and
+on the augmented CT (harmonize, native -> schema ids), 
+``AugmentedCT.inverse`` (invert: back onto the source grid; a rotation resamples
+each label map with nearest neighbour), ``write_seg`` (LABELMAP) and
 ``LocalStore.put``.
 The steps are timed one by one, so those functions are not called whole. The
 staging hand-over between Stage 1's steps is not in this benchmark (its cost is
@@ -202,7 +201,7 @@ def run_ours(ct: CTSeries, stand_ins: dict[str, StandIn], store_dir: Path) -> tu
     """Every output through Stage 1's steps, each step timed; returns the outputs and their schema maps."""
     store = open_store(store_dir)
     outputs, schema_maps = [], []
-    seen_by_augmentation: dict[str, AugmentedCT] = {}  # as Predict does: one augmented CT (and inverse) per series and augmentation
+    seen_by_augmentation: dict[str, AugmentedCT] = {}  # as Predict does: one augmented CT per series and augmentation
     for name, text in OUTPUTS:
         aug = parse_augmentation(text)
         stand_in = stand_ins[name]
@@ -459,7 +458,7 @@ def format_report(results: dict) -> str:
         f"{grid['voxels'] / 1e6:.1f} M voxels, {outputs} outputs (3 stand-in sources x 3 augmentations), "
         f"{machine['cpu_cores']} CPU cores, load average {machine['load_average_before'][0]:.2f} before / {machine['load_average_after'][0]:.2f} after",
         "ours: read_ct_series once; augmented_ct once per augmentation (augment); per output [stand-in inference: timed, not counted], "
-        "to_schema on the augmented CT (harmonize), the shared inverse (invert), write_seg (LABELMAP) (encode), LocalStore.put (store)",
+        "to_schema on the augmented CT (harmonize), AugmentedCT.inverse (invert), write_seg (LABELMAP) (encode), LocalStore.put (store)",
         f"anchor: dcm2niix {versions['dcm2niix']} ({' '.join(DCM2NIIX_FLAGS)}) once; per output nib.save .nii.gz (nifti), dcmqi metadata JSON (json), "
         f"itkimage2segimage (dcmqi {versions['dcmqi']}) as CloudSegmentator ({' '.join(ANCHOR_FLAVOURS['cloudsegmentator'])}) "
         f"and as MHub ({' '.join(ANCHOR_FLAVOURS['mhub'])}); plastimatch: {anchor['plastimatch']}",

@@ -43,7 +43,7 @@ from dataset.errors import ExportInputError
 from dataset.files import ExportFiles
 from dataset.final_labels import SeriesFinal
 from dataset.nnunet_folds import DEFAULT_FOLDS, patient_folds, patient_key
-from labels.label_sets import present_values
+from labels.slabs import present_values
 from labels.schema import BoneSchema, default_schema
 
 log = logging.getLogger("bonehub.dataset")

@@ -27,7 +27,7 @@ from dicom_io.seg_reader import DecodedSeg
 from labels.bonehub_labels import bonehub_label_set, bonehub_lookup
 from labels.bonehub_status import BoneHubStatus, StatusOrigin, StatusReview
 from labels.errors import BoneHubInputError
-from labels.label_sets import present_values
+from labels.slabs import present_values
 from labels.schema import BoneSchema, default_schema
 
 AUTOMATIC = BoneHubStatus(StatusOrigin.BONEHUB_AUTOMATIC, StatusReview.NOT_REVIEWED)  # 10

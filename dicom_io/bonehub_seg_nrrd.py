@@ -37,7 +37,8 @@ from dicom_io.slicer_seg_nrrd import (SEG_NRRD_SUFFIX, SegmentToWrite, SlicerSeg
                                       write_slicer_segmentation)
 from labels.bonehub_status import BoneHubStatus
 from labels.errors import BoneHubInputError
-from labels.label_sets import LabelSet, NativeLabel, UnmappedLabelError, present_values
+from labels.label_sets import LabelSet, NativeLabel, UnmappedLabelError
+from labels.slabs import present_values
 
 LAYOUT_V1 = "bonehub_v1"  # NIfTI masks, 4-digit values in the voxels
 LAYOUT_V2 = "bonehub_v2"  # .seg.nrrd masks, 9-digit values in the segment tags

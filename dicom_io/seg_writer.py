@@ -29,7 +29,7 @@ from pydicom.sr.codedict import codes
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, RLELossless
 
 from labels.coded_values import CodedValue
-from labels.label_sets import present_values
+from labels.slabs import present_values
 from labels.schema import BoneSchema, default_schema
 from dicom_io.ct_series import CTSeries
 from dicom_io.errors import DicomInputError

@@ -33,7 +33,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from dicom_io.errors import DicomInputError
-from labels.label_sets import present_values
+from labels.slabs import present_values
 
 SEG_NRRD_SUFFIX = ".seg.nrrd"
 BINARY_LABELMAP = "Binary labelmap"

@@ -27,23 +27,9 @@ import numpy as np
 
 from labels.errors import BoneHubInputError
 from labels.schema import BoneSchema, Structure, default_schema
+from labels.slabs import present_values
 
 SIDES = ("left", "right")
-
-
-def present_values(label_map: np.ndarray) -> np.ndarray:
-    """Sorted distinct values of a non-negative integer label map, including 0 if present.
-
-    A presence table filled by fancy assignment: ~15x faster than ``np.bincount``
-    on a whole-body map, which first copies the volume to 64-bit integers.
-    """
-    if label_map.size == 0:
-        return np.zeros(0, np.int64)
-    if label_map.dtype.kind == "i" and label_map.min() < 0:
-        raise ValueError(f"label map holds negative value {int(label_map.min())}")
-    present = np.zeros(int(label_map.max()) + 1, bool)
-    present[label_map.ravel()] = True
-    return np.flatnonzero(present)
 
 
 class UnmappedLabelError(BoneHubInputError):

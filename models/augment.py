@@ -41,8 +41,6 @@ Values inside are normalised to [0, 1], raised to ``gamma`` and mapped back, so 
 window ends stay fixed; values outside (padding, metal) are left as they are.
 """
 
-_TAKE_CHUNK = 1 << 20  # voxels per ``take`` in ``Inverse``: its intp copy of the indices stays in cache
-
 MAX_TEXT_LENGTH = 64  # DICOM LO, the SEG's SeriesDescription / ContentDescription
 
 BOUNDS = {
@@ -221,6 +219,14 @@ def apply(aug: Augmentation, ct_volume: hd.Volume, series_uid: str) -> hd.Volume
     """
     if isinstance(aug, Identity):
         return ct_volume
+    if isinstance(aug, Rotation):
+        # Resample maps each output point to the input point it reads: the inverse rotation. 8- and 16-bit
+        # integers go in as they are (float32 holds each exactly, so the result is the same) and come out float32.
+        stored = ct_volume.array
+        exact = stored.dtype.kind in "iu" and stored.dtype.itemsize <= 2
+        moved = _resample(stored if exact else stored.astype(np.float32), aug.matrix().T, ct_volume, sitk.sitkLinear,
+                          AIR_HU, sitk.sitkFloat32)
+        return ct_volume.with_array(moved)
     hu = ct_volume.array.astype(np.float32, copy=False)
     if isinstance(aug, GaussianNoise):
         rng = np.random.Generator(np.random.PCG64(noise_seed(series_uid, aug)))
@@ -230,10 +236,6 @@ def apply(aug: Augmentation, ct_volume: hd.Volume, series_uid: str) -> hd.Volume
         return ct_volume.with_array(noisy)
     if isinstance(aug, Intensity):
         return ct_volume.with_array(_intensity(hu, aug))
-    if isinstance(aug, Rotation):
-        # Resample maps each output point to the input point it reads: the inverse rotation.
-        moved = _resample(hu, aug.matrix().T, ct_volume, sitk.sitkLinear, AIR_HU)
-        return ct_volume.with_array(moved)
     raise TypeError(f"not an augmentation: {aug!r}")
 
 
@@ -244,41 +246,19 @@ def invert(aug: Augmentation, labels_on_augmented_grid: np.ndarray, ct_volume: h
     are. Rotation resamples with the forward rotation (source point -> where it was
     in the augmented CT) and nearest neighbour, so the result has the input's dtype
     and only label values that were in the input; source voxels that were outside
-    the augmented field of view get 0. To invert several label maps of one series,
-    make one ``Inverse`` and call it on each.
+    the augmented field of view get 0. Each label map is resampled itself: measured
+    on the bench's CT (bench/README.md, stage1_overhead) that costs less than working
+    out a shared index once per rotation and gathering each map through it, for
+    three sources, and holds no index the size of the CT.
     """
-    return Inverse(aug, ct_volume)(labels_on_augmented_grid)
-
-
-class Inverse:
-    """``invert`` for one augmentation of one CT grid, worked out once and applied to every label map on it.
-
-    For a rotation the first call resamples, with nearest neighbour, an image whose
-    voxels hold their own flat index (``_nearest_index``): the result says, for each
-    source voxel, which augmented voxel the nearest-neighbour resampling reads, or
-    that it reads none. Every label map is then one ``take``, the same voxels a
-    resampling of the labels themselves gives, at a fraction of its cost. Not
-    thread-safe: share one per series within one thread (``models.segment``).
-    """
-
-    def __init__(self, aug: Augmentation, ct_volume: hd.Volume):
-        self.aug, self.grid = aug, ct_volume
-        self._index: np.ndarray | None = None
-
-    def __call__(self, labels_on_augmented_grid: np.ndarray) -> np.ndarray:
-        labels = np.asarray(labels_on_augmented_grid)
-        if labels.shape != tuple(self.grid.spatial_shape):
-            raise ValueError(f"label map shape {labels.shape} differs from the CT grid {tuple(self.grid.spatial_shape)}")
-        if not isinstance(self.aug, Rotation):
-            return labels
-        if self._index is None:
-            self._index = _nearest_index(self.aug.matrix(), self.grid)
-        padded = np.zeros(labels.size + 1, labels.dtype)  # the last entry: what voxels from outside read
-        padded[:-1] = labels.ravel()
-        out = np.empty(labels.size, labels.dtype)
-        for start in range(0, out.size, _TAKE_CHUNK):  # in chunks: numpy copies the indices to intp first
-            padded.take(self._index[start:start + _TAKE_CHUNK], out=out[start:start + _TAKE_CHUNK])
-        return out.reshape(labels.shape)
+    labels = np.asarray(labels_on_augmented_grid)
+    if labels.shape != tuple(ct_volume.spatial_shape):
+        raise ValueError(f"label map shape {labels.shape} differs from the CT grid {tuple(ct_volume.spatial_shape)}")
+    if not isinstance(aug, Rotation):
+        return labels
+    if labels.dtype == bool:  # SimpleITK has no boolean images; nearest neighbour keeps 0/1 bytes exact
+        return _resample(labels.view(np.uint8), aug.matrix(), ct_volume, sitk.sitkNearestNeighbor, 0.0).view(bool)
+    return _resample(labels, aug.matrix(), ct_volume, sitk.sitkNearestNeighbor, 0.0)
 
 
 def field_of_view(aug: Augmentation, ct_volume: hd.Volume) -> np.ndarray:
@@ -315,45 +295,22 @@ def _intensity(hu: np.ndarray, aug: Intensity) -> np.ndarray:
     return values
 
 
-def _nearest_index(matrix: np.ndarray, grid: hd.Volume) -> np.ndarray:
-    """For every voxel of ``grid`` (flat, C order), the flat index of the voxel that nearest-neighbour
-    resampling at ``matrix @ (p - c) + c`` reads, or ``grid``'s voxel count where that point is outside.
-    """
-    count = int(np.prod(grid.spatial_shape))
-    dtype = np.uint32 if count < np.iinfo(np.uint32).max else np.uint64
-    slices, rows, cols = grid.spatial_shape
-    numbers = np.empty((cols, rows, slices), dtype)  # SimpleITK's order: [k, j, i] is voxel (i, j, k) ...
-    numbers[...] = np.arange(slices, dtype=dtype) * dtype(rows * cols)  # ... holding (i * rows + j) * cols + k
-    numbers += np.arange(cols, dtype=dtype)[:, None, None] + np.arange(rows, dtype=dtype)[None, :, None] * dtype(cols)
-    return _resample(numbers, matrix, grid, sitk.sitkNearestNeighbor, float(count), sitk_order=True).ravel()
-
-
 def _resample(array: np.ndarray, matrix: np.ndarray, grid: hd.Volume, interpolator: int, fill: float,
-              sitk_order: bool = False) -> np.ndarray:
+              pixel_type: int | None = None) -> np.ndarray:
     """``array`` (on ``grid``) read at ``matrix @ (p - c) + c`` for every point ``p`` of ``grid`` (c: grid centre, LPS).
 
     SimpleITK works in physical (LPS) space, so the CT's direction and origin are
     handled by the images, not here. SimpleITK's first index axis is the array's
-    last, so the array goes in transposed (as ``hd.Volume.to_simpleitk`` does;
-    ``sitk_order``: it already is) and the result comes back in ``grid``'s axis order.
+    last: rather than transposing the array (as ``hd.Volume.to_simpleitk`` does, which
+    took seconds per CT), the image gets the grid's spacing and direction columns in
+    reverse order, which describes the same voxels at the same points.
     """
     transform = sitk.AffineTransform(3)
     transform.SetMatrix(np.asarray(matrix, dtype=float).ravel().tolist())
     transform.SetCenter(grid.center_position)
-    image = sitk.GetImageFromArray(array if sitk_order else _transposed(array))
-    image.SetSpacing(grid.spacing)
-    image.SetDirection(grid.direction.ravel().tolist())
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing(tuple(grid.spacing)[::-1])
+    image.SetDirection(np.asarray(grid.direction)[:, ::-1].ravel().tolist())
     image.SetOrigin(grid.position)
-    moved = sitk.Resample(image, image, transform, interpolator, fill, image.GetPixelID())
-    return _transposed(sitk.GetArrayViewFromImage(moved))
-
-
-def _transposed(array: np.ndarray, block: int = 32) -> np.ndarray:
-    """``array.transpose(2, 1, 0)`` as a C-contiguous copy, block by block so that reads and writes stay in cache
-    (a plain transposed copy of a CT takes seconds)."""
-    out = np.empty(array.shape[::-1], array.dtype)
-    for j in range(0, array.shape[1], block):
-        for k in range(0, array.shape[2], block):
-            for i in range(0, array.shape[0], block):
-                out[k:k + block, j:j + block, i:i + block] = array[i:i + block, j:j + block, k:k + block].transpose(2, 1, 0)
-    return out
+    moved = sitk.Resample(image, image, transform, interpolator, fill, image.GetPixelID() if pixel_type is None else pixel_type)
+    return sitk.GetArrayFromImage(moved)

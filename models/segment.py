@@ -28,21 +28,23 @@ class AugmentedCT:
     """A CT as the sources see it under one augmentation, and the way back onto the source grid.
 
     Make one per series and augmentation (``augmented_ct``) and share it across the sources:
-    the augmented CT is made once, and ``inverse`` works out a rotation's nearest-neighbour
-    index on the first source's labels and reuses it for every other source.
+    the augmented CT is made once, whatever the number of sources.
     """
 
     augmentation: augment.Augmentation
-    ct: CTSeries  # as the sources see it (the source CT itself for none)
-    inverse: augment.Inverse
+    ct: CTSeries  # as the sources see it (the source CT itself for none); augmentations keep the grid
+
+    def inverse(self, labels: np.ndarray) -> np.ndarray:
+        """A label map on this augmented CT brought back onto the source CT's grid (``augment.invert``)."""
+        return augment.invert(self.augmentation, labels, self.ct.volume)
 
 
 def augmented_ct(ct: CTSeries, augmentation: augment.Augmentation) -> AugmentedCT:
-    """The CT as a model sees it under ``augmentation``, with its inverse; share it across sources."""
+    """The CT as a model sees it under ``augmentation``; share it across sources."""
     seen = ct
     if not isinstance(augmentation, augment.Identity):
         seen = dataclasses.replace(ct, volume=augment.apply(augmentation, ct.volume, ct.series_instance_uid))
-    return AugmentedCT(augmentation, seen, augment.Inverse(augmentation, ct.volume))
+    return AugmentedCT(augmentation, seen)
 
 
 @dataclass(frozen=True)

@@ -71,8 +71,8 @@ class LoadedSources:
 class Predict(beam.DoFn):
     """Run every pending output of one series on its staged CT and stage each label map.
 
-    The CT is read once, and each augmented CT made once for all sources that see pixels, with its way
-    back (``models.segment.AugmentedCT``: a rotation's inverse index is worked out once). A label map
+    The CT is read once, and each augmented CT made once for all sources that see pixels
+    (``models.segment.AugmentedCT``). A label map
     staged by an earlier attempt is kept and its source is not run (nor loaded) again.
     """
 
@@ -107,7 +107,7 @@ class Predict(beam.DoFn):
             ct = staging.get_ct(ct_uri)
         except Exception as error:
             return [failed(task, "read staged CT", error, started) for task, _ in to_run]
-        seen: dict[str, object] = {}  # augmentation text -> the CT as the sources see it, and its inverse
+        seen: dict[str, object] = {}  # augmentation text -> the CT as the sources see it
         return [self._predict(task, uri, ct, seen) for task, uri in to_run]
 
     def _predict(self, task: OutputTask, uri: str, ct, seen: dict) -> StagedOutput | ManifestRow:

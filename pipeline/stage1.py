@@ -26,7 +26,7 @@ from dicom_io.provenance import SegmentationSource, segmentation_uids
 from dicom_io.seg_writer import write_seg
 from dicom_io.stores import Store
 from dicom_io.vocabulary import encode_vocabulary
-from labels.label_sets import present_values
+from labels.slabs import present_values
 from models.augment import parse_augmentation
 from models.base import SegmentationModel, vocabulary
 from models.segment import AugmentedCT, SchemaLabels, sees_pixels, segment_ct
@@ -124,7 +124,7 @@ def failed(task: OutputTask, step: str, error: BaseException | str, started: flo
 def predict_output(task: OutputTask, ct: CTSeries, model: SegmentationModel, seen: AugmentedCT | None = None) -> SchemaLabels:
     """The schema label map of one output on ``ct``'s grid; raises what the source raises.
 
-    ``seen``: the augmented CT (and its inverse) when the caller shares it between the sources of a series.
+    ``seen``: the augmented CT when the caller shares it between the sources of a series.
     """
     log.info("%s: segmenting", task.describe())
     return segment_ct(ct, model, parse_augmentation(task.augmentation), seen)

@@ -1,4 +1,4 @@
-"""``Predict`` shares one augmented CT and one rotation inverse per series among its sources, with unchanged labels."""
+"""``Predict`` shares one augmented CT per series and augmentation among its sources, with unchanged labels."""
 
 from __future__ import annotations
 
@@ -33,21 +33,21 @@ def staged(sample_ct, sample_dir, tmp_path):
     return settings, StagedSeries(ct_uri, tuple(plan_outputs(series, sources, settings.augmentations, "labelmap")))
 
 
-def test_sources_under_one_rotation_share_one_inverse_index_and_get_the_labels_of_a_run_alone(staged, sample_ct, monkeypatch):
+def test_sources_under_one_rotation_share_one_augmented_ct_and_get_the_labels_of_a_run_alone(staged, sample_ct, monkeypatch):
     settings, series = staged
     calls = []
-    real = augment._nearest_index
-    monkeypatch.setattr(augment, "_nearest_index", lambda *args: calls.append(args) or real(*args))
+    real = augment.apply
+    monkeypatch.setattr(augment, "apply", lambda *args: calls.append(args) or real(*args))
     predict = Predict(settings)
     predict.setup()
 
     (done,) = [element for element in predict.process(series) if isinstance(element, PredictedSeries)]
 
     assert done.complete and len(done.outputs) == 4
-    assert len(calls) == 1  # one index for the series' rotation, whatever the number of sources
+    assert len(calls) == 1  # one rotated CT for the series, whatever the number of sources
     for output in done.outputs:
         model = build_source(output.task.source.spec)
         model.load()
         alone = segment_ct(sample_ct, model, parse_augmentation(output.task.augmentation))  # its own augmented CT
         assert np.array_equal(staging.get_labels(output.labels_uri).labels, alone.labels), output.task.describe()
-    assert len(calls) == 3  # each run alone worked out its own index
+    assert len(calls) == 3  # each run alone rotated the CT itself
