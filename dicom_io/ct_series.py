@@ -10,6 +10,7 @@ highdicom alone answers most bad inputs with a generic
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 import highdicom as hd
@@ -117,7 +118,10 @@ def read_ct_series(
     check_physical(ordered, uid)
 
     datasets = [pydicom.dcmread(ds.filename) for ds in ordered]
-    volume = _decode(datasets, uid, **tolerances)
+    if all(_rescale_only(ds) for ds in datasets):
+        datasets, volume = _decode_rescaled(datasets, uid, **tolerances)
+    else:
+        volume = _decode(datasets, uid, **tolerances)
     for ds in datasets:
         del ds.PixelData
     return CTSeries(
@@ -127,6 +131,50 @@ def read_ct_series(
         study_instance_uid=study_uid,
         frame_of_reference_uid=frame_uid,
     )
+
+
+def _rescale_only(ds: Dataset) -> bool:
+    """A single-frame grayscale image whose modality transform is Rescale Slope/Intercept (or none): the usual CT slice."""
+    return (int(ds.get("NumberOfFrames", 1) or 1) == 1 and int(ds.get("SamplesPerPixel", 1)) == 1
+            and ds.get("PhotometricInterpretation") in ("MONOCHROME1", "MONOCHROME2")
+            and "ModalityLUTSequence" not in ds and "PixelData" in ds)
+
+
+def _decode_rescaled(datasets: list[Dataset], series_uid: str, atol: float,
+                     perpendicular_tol: float) -> tuple[list[Dataset], hd.Volume]:
+    """The datasets in volume order and their volume: the one ``_decode`` builds, voxel for voxel, in less time.
+
+    highdicom's geometry (slice order and spacing, the most common orientation, ``Volume.from_attributes``);
+    the pixels decoded by pydicom into one float32 array, each slice rescaled with highdicom's arithmetic,
+    without building a highdicom image and a pixel transform per slice (most of a read's time).
+    """
+    try:
+        spacing, positions = hd.spatial.get_series_volume_positions(
+            datasets, atol=atol, perpendicular_tol=perpendicular_tol, orientation_tol=ORIENTATION_TOLERANCE)
+    except ValueError as exc:  # a case ct_checks does not know yet
+        raise DicomInputError(f"cannot build a volume from series {series_uid}: {exc}") from exc
+    if spacing is None or positions is None:
+        raise DicomInputError(f"cannot build a volume from series {series_uid}: Series is not a regularly-spaced volume.")
+    ordered = [datasets[positions.index(i)] for i in range(len(datasets))]
+    first = ordered[0]
+    array = np.empty((len(ordered), int(first.Rows), int(first.Columns)), np.float32)
+    for plane, ds in zip(array, ordered):
+        pixels = ds.pixel_array
+        # highdicom's arithmetic exactly: slope and intercept as float32 scalars, applied only when not neutral
+        slope = np.float64(ds.get("RescaleSlope", 1.0) or 1.0).astype(np.float32)
+        intercept = np.float64(ds.get("RescaleIntercept", 0.0) or 0.0).astype(np.float32)
+        if slope != 1.0:
+            pixels = pixels * slope
+        if intercept != 0.0:
+            pixels = pixels + intercept
+        plane[...] = pixels
+    orientation = Counter(tuple(ds.ImageOrientationPatient) for ds in ordered).most_common(1)[0][0]
+    volume = hd.Volume.from_attributes(
+        array=array, frame_of_reference_uid=first.FrameOfReferenceUID, image_position=first.ImagePositionPatient,
+        image_orientation=list(orientation), pixel_spacing=first.PixelSpacing, spacing_between_slices=spacing,
+        coordinate_system="PATIENT",
+    )
+    return ordered, volume
 
 
 def _decode(datasets: list[Dataset], series_uid: str, atol: float, perpendicular_tol: float) -> hd.Volume:

@@ -18,7 +18,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from dicom_io.errors import DicomInputError
-from dicom_io.geometry import GRID_TOLERANCE_MM, match_grid
+from dicom_io.geometry import GRID_TOLERANCE_MM, match_grid, same_grid
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,8 @@ def write_label_image(volume: hd.Volume, path: str | os.PathLike) -> None:
 
 def onto_grid(labels: hd.Volume, geometry: hd.VolumeGeometry, *, where: str = "label map") -> np.ndarray:
     """The label array on ``geometry``: exact when the grids coincide up to axis order, else nearest-neighbour."""
+    if same_grid(labels, geometry):  # every voxel is inside: nothing to check or move
+        return np.ascontiguousarray(labels.array)
     _check_inside(labels, geometry, where)
     if (matched := match_grid(labels, geometry)) is not None:
         return np.ascontiguousarray(matched.array)

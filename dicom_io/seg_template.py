@@ -68,19 +68,39 @@ def labelmap_seg(ct: CTSeries, pixels: hd.Volume, build: BuildSeg) -> hd.seg.Seg
         if kept is not None:
             _layouts.move_to_end(key)
     if kept is None:
-        seg = build(list(ct.datasets), pixels)
-        _keep(key, seg)
+        seg = shareable(build(list(ct.datasets), pixels))
+        _use_encoded(seg, _keep(key, seg).encoded)  # written as the bytes just encoded, not encoded again
         return seg
     first = int(stored[0])
     seg = build([ct.datasets[first]], pixels.array[first:first + 1])  # a one-frame SEG: everything that is not the layout
+    _use_encoded(seg, kept.encoded)
+    contiguous = stored[-1] - stored[0] + 1 == stored.size  # the usual case: one run of slices, a view and one copy
+    seg.PixelData = (pixels.array[stored[0]:stored[-1] + 1] if contiguous else pixels.array[stored]).tobytes()
+    seg._db_con = kept.frame_table  # highdicom's frame table: it describes the layout, read only
+    return seg
+
+
+def _use_encoded(seg: hd.seg.Segmentation, encoded: bytes) -> None:
+    """``seg``'s layout elements replaced by those read from ``encoded``, unparsed until something looks at them."""
     for keyword in LAYOUT:  # DimensionOrganizationType only where the frames are a regular 3D volume
         if keyword in seg:
             del seg[keyword]
-    elements = read_dataset(DicomBytesIO(kept.encoded), is_implicit_VR=False, is_little_endian=True)
+    elements = read_dataset(DicomBytesIO(encoded), is_implicit_VR=False, is_little_endian=True)
     for tag in elements.keys():
-        seg[tag] = elements.get_item(tag)  # unparsed: read only when something looks at it
-    seg.PixelData = (pixels.array if stored.size == pixels.array.shape[0] else pixels.array[stored]).tobytes()
-    seg._db_con = kept.frame_table  # highdicom's frame table: it describes the layout, read only
+        seg[tag] = elements.get_item(tag)
+
+
+def shareable(seg: hd.seg.Segmentation) -> hd.seg.Segmentation:
+    """``seg`` with its frame table usable from any thread, as a kept layout's is shared by later SEGs.
+
+    highdicom keeps a SEG's frame table in an in-memory SQLite database bound to the thread that
+    built it; a SEG encoded in a worker thread (``pipeline.overlap``) and then copied, pickled or
+    read in another failed ("SQLite objects created in a thread can only be used in that same
+    thread"). The table is small (a row per frame) and only read after the build.
+    """
+    table = sqlite3.connect(":memory:", check_same_thread=False)
+    seg._db_con.backup(table)
+    seg._db_con = table
     return seg
 
 
@@ -90,13 +110,15 @@ def forget_layouts() -> None:
         _layouts.clear()
 
 
-def _keep(key: tuple, seg: hd.seg.Segmentation) -> None:
+def _keep(key: tuple, seg: hd.seg.Segmentation) -> _Layout:
     """Keep ``seg``'s layout elements (encoded) and frame table, the ``KEPT_LAYOUTS`` most recently used."""
     buffer = DicomBytesIO()
     buffer.is_little_endian, buffer.is_implicit_VR = True, False
     for element in sorted((seg[keyword] for keyword in LAYOUT if keyword in seg), key=lambda e: e.tag):
         write_data_element(buffer, correct_ambiguous_vr_element(element, seg, True))
+    layout = _Layout(buffer.getvalue(), seg._db_con)
     with _lock:
-        _layouts[key] = _Layout(buffer.getvalue(), seg._db_con)
+        _layouts[key] = layout
         while len(_layouts) > KEPT_LAYOUTS:
             _layouts.popitem(last=False)
+    return layout

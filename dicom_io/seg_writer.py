@@ -34,7 +34,7 @@ from labels.schema import BoneSchema, default_schema
 from dicom_io.ct_series import CTSeries
 from dicom_io.errors import DicomInputError
 from dicom_io.provenance import SegmentationSource, derived_uid, segmentation_uids
-from dicom_io.seg_template import labelmap_seg
+from dicom_io.seg_template import labelmap_seg, shareable
 from dicom_io.segment_codes import private_scheme_item, segment_description
 from dicom_io.vocabulary import PARAMETER, encode_vocabulary
 
@@ -136,7 +136,7 @@ def write_seg(
     if labelmap and deflate:  # one layout per series and extent, built once (dicom_io/seg_template.py)
         seg = labelmap_seg(ct, pixels, build)
     else:
-        seg = build(list(ct.datasets), pixels)
+        seg = shareable(build(list(ct.datasets), pixels))
     if deflate:  # highdicom does not take the deflated syntax; pydicom deflates on writing when the file meta says so
         seg.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
     return seg

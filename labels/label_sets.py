@@ -128,7 +128,7 @@ class LabelSet:
         """
         if native.dtype.kind not in "iub":
             raise TypeError(f"label set {self.name!r}: label map must hold integers, got dtype {native.dtype}")
-        if native.size and native.min() < 0:
+        if native.dtype.kind == "i" and native.size and native.min() < 0:
             raise UnmappedLabelError(f"label set {self.name!r}: negative label value {int(native.min())} in label map")
         present = present_values(native)
         self.check_values(present)

@@ -14,7 +14,7 @@ import numpy as np
 
 from dicom_io.ct_series import CTSeries
 from models import augment
-from models.base import SegmentationModel
+from models.base import Prediction, SegmentationModel
 from models.harmonize import to_schema
 
 
@@ -55,19 +55,31 @@ class SchemaLabels:
     statuses: Mapping[str, tuple[int, ...]] = field(default_factory=dict)  # see ``Prediction.statuses``
 
 
+def predict(model: SegmentationModel, seen: AugmentedCT) -> Prediction:
+    """``model``'s prediction on the CT as seen under ``seen.augmentation``; raises what the source raises."""
+    if not isinstance(seen.augmentation, augment.Identity) and not sees_pixels(model):
+        raise ValueError(f"{model.name} does not look at the CT, so augmentation {seen.augmentation} cannot apply to it")
+    return model.predict(seen.ct)
+
+
+def schema_labels(prediction: Prediction, seen: AugmentedCT) -> SchemaLabels:
+    """A prediction on the augmented CT as schema ids on the source grid, with its provenance.
+
+    Harmonizing happens on the augmented CT (the left/right split of unsided labels
+    measures the body midline where the labels are), then spatial augmentations are
+    inverted with nearest neighbour. Thread-safe: a series' outputs may finish side by side.
+    """
+    return SchemaLabels(seen.inverse(to_schema(prediction, seen.ct)), prediction.statuses)
+
+
 def segment_ct(ct: CTSeries, model: SegmentationModel, augmentation: augment.Augmentation,
                seen: AugmentedCT | None = None) -> SchemaLabels:
     """Schema-id map on ``ct``'s grid from ``model`` run on ``ct`` as seen under ``augmentation``, with its provenance.
 
     ``seen``: ``augmented_ct(ct, augmentation)`` when the caller already made it (one per
-    series and augmentation, whatever the number of sources). Harmonizing happens on
-    the augmented CT (the left/right split of unsided labels measures the body midline
-    where the labels are), then spatial augmentations are inverted with nearest neighbour.
+    series and augmentation, whatever the number of sources).
     """
-    if not isinstance(augmentation, augment.Identity) and not sees_pixels(model):
-        raise ValueError(f"{model.name} does not look at the CT, so augmentation {augmentation} cannot apply to it")
     seen = seen if seen is not None else augmented_ct(ct, augmentation)
     if seen.augmentation != augmentation:
         raise ValueError(f"the augmented CT shared for {seen.augmentation} was passed for {augmentation}")
-    prediction = model.predict(seen.ct)
-    return SchemaLabels(seen.inverse(to_schema(prediction, seen.ct)), prediction.statuses)
+    return schema_labels(predict(model, seen), seen)

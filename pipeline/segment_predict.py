@@ -11,14 +11,20 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import apache_beam as beam
 from apache_beam.utils.shared import Shared
 
 from pipeline import staging
 from pipeline.segment_steps import FAILED_TAG, PredictedSeries, SegmentSettings, StagedOutput, StagedSeries
+from pipeline.overlap import Overlap
 from pipeline.stage1 import OutputTask, failed, predict_output
 from results.manifest import ManifestRow
+
+if TYPE_CHECKING:  # models load lazily: building the job graph needs none of them
+    from models.base import Prediction
+    from models.segment import AugmentedCT
 
 log = logging.getLogger("bonehub.segment")
 
@@ -101,37 +107,58 @@ class Predict(beam.DoFn):
             yield PredictedSeries(series.ct_uri, tuple(done), complete=not failures)
 
     def _run(self, ct_uri: str, to_run: list[tuple[OutputTask, str]]) -> list[StagedOutput | ManifestRow]:
-        """Each (task, label map URI) run on the staged CT: its staged output, or its failure row."""
+        """Each (task, label map URI) run on the staged CT: its staged output, or its failure row.
+
+        Inference runs in this thread, one output after the other; each prediction is harmonized,
+        inverted and staged in a worker thread (``pipeline.overlap``) while the next one runs.
+        """
         started = time.perf_counter()
         try:
             ct = staging.get_ct(ct_uri)
         except Exception as error:
             return [failed(task, "read staged CT", error, started) for task, _ in to_run]
-        seen: dict[str, object] = {}  # augmentation text -> the CT as the sources see it
-        return [self._predict(task, uri, ct, seen) for task, uri in to_run]
+        seen: dict[str, AugmentedCT] = {}  # augmentation text -> the CT as the sources see it
+        with Overlap() as finishing:
+            for task, uri in to_run:
+                started = time.perf_counter()
+                predicted = self._predict(task, ct, seen, started)
+                if isinstance(predicted, ManifestRow):
+                    finishing.add(predicted)
+                else:
+                    finishing.submit(_finish, task, uri, *predicted, started)
+            return finishing.results()
 
-    def _predict(self, task: OutputTask, uri: str, ct, seen: dict) -> StagedOutput | ManifestRow:
+    def _predict(self, task: OutputTask, ct, seen: dict, started: float) -> tuple[Prediction, AugmentedCT] | ManifestRow:
+        """(prediction, the augmented CT it was made on), or the row of the failure."""
         from models.augment import parse_augmentation
         from models.segment import augmented_ct
 
-        started = time.perf_counter()
         step = "load source"
         try:
             model = self.sources.get(task.source.spec)
-            view = None
-            if task.source.sees_pixels:
-                step = "augment"
-                if task.augmentation not in seen:
-                    seen[task.augmentation] = augmented_ct(ct, parse_augmentation(task.augmentation))
-                view = seen[task.augmentation]
+            step = "augment"
+            if task.augmentation not in seen:
+                seen[task.augmentation] = augmented_ct(ct, parse_augmentation(task.augmentation))
             step = "predict"
-            result = predict_output(task, ct, model, view)
-            step = "stage labels"
-            staging.put_labels(uri, result)
+            return predict_output(task, model, seen[task.augmentation]), seen[task.augmentation]
         except Exception as error:  # a crashed model fails this output only
             log.debug("%s: traceback of the failure", task.describe(), exc_info=True)
             return failed(task, step, error, started)
-        return StagedOutput(task, uri, time.perf_counter() - started)
 
     def teardown(self) -> None:
         self.sources = None  # the models go when the process's last thread lets go
+
+
+def _finish(task: OutputTask, uri: str, prediction: Prediction, seen: AugmentedCT, started: float) -> StagedOutput | ManifestRow:
+    """A prediction harmonized, brought onto the CT grid and staged: its staged output, or the row of the failure."""
+    from models.segment import schema_labels
+
+    step = "harmonize"
+    try:
+        result = schema_labels(prediction, seen)
+        step = "stage labels"
+        staging.put_labels(uri, result)
+    except Exception as error:
+        log.debug("%s: traceback of the failure", task.describe(), exc_info=True)
+        return failed(task, step, error, started)
+    return StagedOutput(task, uri, time.perf_counter() - started)

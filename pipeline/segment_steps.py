@@ -23,6 +23,7 @@ import apache_beam as beam
 import pandas as pd
 
 from pipeline import staging
+from pipeline.overlap import Overlap
 from pipeline.stage1 import OutputTask, SourceInfo, encode_output, existing_output, failed, plan_outputs, written
 from pipeline.staging import Staging, StagingMissingError
 from results.manifest import EXISTS, WRITTEN, ManifestRow, merge_into_manifest, subject_from_headers
@@ -158,7 +159,8 @@ class StageSeries(beam.DoFn):
 class EncodeAndStore(beam.DoFn):
     """Encode each staged label map of a series as a SEG on its CT, store them together, clear what is stored.
 
-    The SEGs of a series go in one ``put_many`` (one STOW-RS request to a DICOMweb store). When that
+    The SEGs of a series are encoded side by side (``pipeline.overlap``) and go in one ``put_many`` (one
+    STOW-RS request to a DICOMweb store; files written side by side in a folder). When that
     fails, each is sent alone, so every output's row says whether it, not its batch, was stored.
     """
 
@@ -179,9 +181,11 @@ class EncodeAndStore(beam.DoFn):
             for output in series.outputs:
                 yield (retried and self._stored_before(output.task)) or failed(output.task, "read staged CT", error, started)
             return
+        with Overlap() as encoding:  # the series' SEGs side by side, one per core
+            for output in series.outputs:
+                encoding.submit(self._encode, output, ct)
         encoded, rows = [], []
-        for output in series.outputs:
-            result = self._encode(output, ct)
+        for result in encoding.results():
             (rows if isinstance(result, ManifestRow) else encoded).append(result)
         for (output, seg, schema_map, began), location in zip(encoded, self._put([e[1] for e in encoded]), strict=True):
             if isinstance(location, BaseException):

@@ -2,7 +2,8 @@
 
 An output is one (series, source, augmentation). Its SEG UIDs follow from that
 identity before anything runs, so a rerun can ask the store whether it already
-exists and skip it. ``predict_output`` makes one output's label map and
+exists and skip it. ``predict_output`` makes one output's prediction
+(``models.segment.schema_labels`` its label map on the CT grid) and
 ``encode_output`` its SEG; a bad item never stops the run: its failure becomes
 a manifest row naming the step and the reason (``failed``), a stored one a
 ``written`` row.
@@ -28,8 +29,8 @@ from dicom_io.stores import Store
 from dicom_io.vocabulary import encode_vocabulary
 from labels.slabs import present_values
 from models.augment import parse_augmentation
-from models.base import SegmentationModel, vocabulary
-from models.segment import AugmentedCT, SchemaLabels, sees_pixels, segment_ct
+from models.base import Prediction, SegmentationModel, vocabulary
+from models.segment import AugmentedCT, SchemaLabels, predict, sees_pixels
 from results.manifest import EXISTS, FAILED, WRITTEN, ManifestRow
 from results.series_ref import SeriesRef
 
@@ -121,13 +122,13 @@ def failed(task: OutputTask, step: str, error: BaseException | str, started: flo
     return task.row(FAILED, error=reason, seconds=time.perf_counter() - started if started else 0.0)
 
 
-def predict_output(task: OutputTask, ct: CTSeries, model: SegmentationModel, seen: AugmentedCT | None = None) -> SchemaLabels:
-    """The schema label map of one output on ``ct``'s grid; raises what the source raises.
-
-    ``seen``: the augmented CT when the caller shares it between the sources of a series.
-    """
+def predict_output(task: OutputTask, model: SegmentationModel, seen: AugmentedCT) -> Prediction:
+    """One output's prediction on ``seen``, the series' CT under the task's augmentation (shared by its sources);
+    raises what the source raises. ``models.segment.schema_labels`` brings it onto the CT grid in schema ids."""
+    if str(seen.augmentation) != task.augmentation:
+        raise ValueError(f"the augmented CT shared for {seen.augmentation} was passed for {task.augmentation}")
     log.info("%s: segmenting", task.describe())
-    return segment_ct(ct, model, parse_augmentation(task.augmentation), seen)
+    return predict(model, seen)
 
 
 def encode_output(task: OutputTask, ct: CTSeries, result: SchemaLabels, compression: str | None = None) -> Dataset:

@@ -128,3 +128,40 @@ def test_a_kept_layout_belongs_to_its_geometry(fresh_layouts, sample_ct, sample_
     expected = {tuple(float(v) for v in ds.ImagePositionPatient) for ds in moved_ct.datasets}
     assert set(positions) <= expected
     np.testing.assert_array_equal(read_seg(seg, moved_ct).volume.array, full)
+
+
+def test_a_layout_with_a_gap_in_its_slices_gives_each_seg_its_own_pixels(fresh_layouts, sample_ct, sample_schema_maps):
+    """Structures on two runs of slices (an empty slice between): every later SEG is the full build, pixels included."""
+    first, second = _maps(sample_schema_maps)
+    labelled = np.flatnonzero(first.reshape(first.shape[0], -1).any(axis=1))
+    gap = labelled[len(labelled) // 2]
+    first, second = first.copy(), second.copy()
+    first[gap] = second[gap] = 0
+    _write(first, sample_ct, "a")
+    from_layout = _write(second, sample_ct, "b")
+    seg_template.forget_layouts()
+    full_build = _write(second, sample_ct, "b")
+    assert from_layout.NumberOfFrames == len(labelled) - 1
+    ours, theirs = _elements(from_layout), _elements(full_build)
+    assert [k for k in ours if ours[k] != theirs[k]] == []
+    np.testing.assert_array_equal(read_seg(from_layout, sample_ct).volume.array, second)
+
+
+@pytest.mark.parametrize("seg_type", ["labelmap", "binary"])
+def test_a_seg_encoded_in_a_worker_thread_is_usable_in_any_other(fresh_layouts, sample_ct, sample_schema_maps, seg_type):
+    """highdicom binds a SEG's frame table to the building thread; Stage 1 encodes in worker threads, and the
+    SEGs (and the layouts kept for later SEGs) are copied, pickled and read elsewhere."""
+    import pickle
+    from concurrent.futures import ThreadPoolExecutor
+
+    first, second = _maps(sample_schema_maps)
+
+    def encode(schema_map, name):
+        return write_seg(schema_map, sample_ct, SegmentationSource(name, "2"), seg_type=seg_type)
+
+    with ThreadPoolExecutor(1) as worker:
+        built = [worker.submit(encode, m, n).result() for m, n in ((first, "a"), (second, "b"))]
+    built.append(encode(second, "c"))  # this thread, from the layout the worker kept
+    for seg, schema_map in zip(built, (first, second, second)):
+        for twin in (copy.deepcopy(seg), pickle.loads(pickle.dumps(seg))):
+            np.testing.assert_array_equal(read_seg(twin, sample_ct).volume.array, schema_map)
