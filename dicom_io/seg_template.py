@@ -60,6 +60,7 @@ class _Layout:
 
 _layouts: OrderedDict[tuple, _Layout] = OrderedDict()
 _lock = threading.Lock()  # a Beam worker may encode in several threads
+_building = threading.Lock()  # one layout built at a time: never the same one twice
 
 
 def labelmap_seg(ct: CTSeries, pixels: hd.Volume, build: BuildSeg) -> hd.seg.Segmentation:
@@ -88,18 +89,26 @@ def _layout_of(ct: CTSeries, pixels: hd.Volume, build: BuildSeg) -> _Layout:
     # the same UIDs may come back with other geometry (a series re-exported under its UIDs): the grid is in the key
     key = (ct.series_instance_uid, tuple(ds.SOPInstanceUID for ds in ct.datasets), pixels.affine.tobytes(),
            str(ct.datasets[0].get("FrameOfReferenceUID", "")), pixels.dtype.str)
+    if (kept := _kept(key)) is not None:
+        return kept
+    with _building:  # the SEGs of a series are encoded side by side: the first builds, the others wait for it
+        if (kept := _kept(key)) is not None:
+            return kept
+        every_slice = shareable(build(list(ct.datasets), pixels.with_array(np.ones(pixels.array.shape, pixels.dtype))))
+        layout = _encode_layout(every_slice)
+        with _lock:
+            _layouts[key] = layout
+            while len(_layouts) > KEPT_LAYOUTS:
+                _layouts.popitem(last=False)
+    return layout
+
+
+def _kept(key: tuple) -> _Layout | None:
     with _lock:
         kept = _layouts.get(key)
         if kept is not None:
             _layouts.move_to_end(key)
-            return kept
-    every_slice = shareable(build(list(ct.datasets), pixels.with_array(np.ones(pixels.array.shape, pixels.dtype))))
-    layout = _encode_layout(every_slice)
-    with _lock:
-        _layouts[key] = layout
-        while len(_layouts) > KEPT_LAYOUTS:
-            _layouts.popitem(last=False)
-    return layout
+        return kept
 
 
 def _encode_layout(seg: hd.seg.Segmentation) -> _Layout:

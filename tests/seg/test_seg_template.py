@@ -191,3 +191,16 @@ def test_a_seg_on_other_slices_than_the_first_is_highdicoms_full_build(fresh_lay
     tables = [[list(seg._db_con.execute(f"SELECT * FROM {name} ORDER BY FrameNumber")) for name in ("FrameLUT", "FrameReferenceLUT")]
               for seg in (from_layout, full_build)]
     assert tables[0] == tables[1]
+
+
+def test_segs_of_a_series_encoded_side_by_side_build_its_layout_once(fresh_layouts, sample_ct, sample_schema_maps, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    first, second = _maps(sample_schema_maps)
+    builds, real = [], seg_template._encode_layout
+    monkeypatch.setattr(seg_template, "_encode_layout", lambda seg: builds.append(1) or real(seg))
+    with ThreadPoolExecutor(2) as pool:
+        segs = list(pool.map(lambda args: _write(*args), [(first, sample_ct, "a"), (second, sample_ct, "b")]))
+    assert len(builds) == 1
+    for seg, schema_map in zip(segs, (first, second)):
+        np.testing.assert_array_equal(read_seg(seg, sample_ct).volume.array, schema_map)
