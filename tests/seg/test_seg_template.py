@@ -73,14 +73,23 @@ def _highdicoms_build(schema_map, ct, name: str):
     return _write(schema_map, ct, name, compression="none")
 
 
+def _assert_highdicoms_build(seg, schema_map, ct, name: str):
+    """``seg`` is highdicom's own build of ``schema_map``, element for element and frame table row for row; returns that build."""
+    full_build = _highdicoms_build(schema_map, ct, name)
+    ours, theirs = _elements(seg), _elements(full_build)
+    assert ours.keys() == theirs.keys()
+    assert [k for k in ours if ours[k] != theirs[k]] == []
+    tables = [[list(s._db_con.execute(f"SELECT * FROM {table} ORDER BY FrameNumber")) for table in ("FrameLUT", "FrameReferenceLUT")]
+              for s in (seg, full_build)]
+    assert tables[0] == tables[1]
+    return full_build
+
+
 def test_a_seg_from_the_kept_layout_is_highdicoms_full_build(fresh_layouts, sample_ct, sample_schema_maps):
     first, second = _maps(sample_schema_maps)
     _write(first, sample_ct, "a")
     from_layout = _write(second, sample_ct, "b")
-    full_build = _highdicoms_build(second, sample_ct, "b")
-    ours, theirs = _elements(from_layout), _elements(full_build)
-    assert ours.keys() == theirs.keys()
-    assert [k for k in ours if ours[k] != theirs[k]] == []
+    full_build = _assert_highdicoms_build(from_layout, second, sample_ct, "b")
     assert ([e for e in from_layout.file_meta if e.keyword != "TransferSyntaxUID"]
             == [e for e in full_build.file_meta if e.keyword != "TransferSyntaxUID"])  # deflated: only at writing
 
@@ -145,10 +154,8 @@ def test_a_layout_with_a_gap_in_its_slices_gives_each_seg_its_own_pixels(fresh_l
     first[gap] = second[gap] = 0
     _write(first, sample_ct, "a")
     from_layout = _write(second, sample_ct, "b")
-    full_build = _highdicoms_build(second, sample_ct, "b")
+    _assert_highdicoms_build(from_layout, second, sample_ct, "b")
     assert from_layout.NumberOfFrames == len(labelled) - 1
-    ours, theirs = _elements(from_layout), _elements(full_build)
-    assert [k for k in ours if ours[k] != theirs[k]] == []
     np.testing.assert_array_equal(read_seg(from_layout, sample_ct).volume.array, second)
 
 
@@ -182,15 +189,9 @@ def test_a_seg_on_other_slices_than_the_first_is_highdicoms_full_build(fresh_lay
     other[keep] = second[keep]
     _write(first, sample_ct, "a")
     from_layout = _write(other, sample_ct, "b")
-    full_build = _highdicoms_build(other, sample_ct, "b")
-    ours, theirs = _elements(from_layout), _elements(full_build)
-    assert ours.keys() == theirs.keys()
-    assert [k for k in ours if ours[k] != theirs[k]] == []
+    _assert_highdicoms_build(from_layout, other, sample_ct, "b")
     assert from_layout.NumberOfFrames == len(keep)
     np.testing.assert_array_equal(read_seg(from_layout, sample_ct).volume.array, other)
-    tables = [[list(seg._db_con.execute(f"SELECT * FROM {name} ORDER BY FrameNumber")) for name in ("FrameLUT", "FrameReferenceLUT")]
-              for seg in (from_layout, full_build)]
-    assert tables[0] == tables[1]
 
 
 def test_segs_of_a_series_encoded_side_by_side_build_its_layout_once(fresh_layouts, sample_ct, sample_schema_maps, monkeypatch):
