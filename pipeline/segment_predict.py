@@ -78,8 +78,8 @@ class Predict(beam.DoFn):
     """Run every pending output of one series on its staged CT and stage each label map.
 
     The CT is read once, and each augmented CT made once for all sources that see pixels
-    (``models.segment.AugmentedCT``). A label map
-    staged by an earlier attempt is kept and its source is not run (nor loaded) again.
+    (``models.segment.AugmentedCT``). A label map staged by an earlier attempt is kept and its
+    source is not run (nor loaded) again.
     """
 
     def __init__(self, settings: SegmentSettings):
