@@ -6,11 +6,9 @@ paths, object keys and URLs, so each is validated before a store uses it.
 
 from __future__ import annotations
 
-import io
 import re
 from typing import NamedTuple, Protocol, Sequence, runtime_checkable
 
-import pydicom
 from pydicom import Dataset
 
 from dicom_io.uids import validate_uid
@@ -107,13 +105,6 @@ def matches(ref: InstanceRef, study_uid: str | None, series_uid: str | None, mod
     """Whether ``ref`` passes the ``list_instances`` filters (None: any)."""
     return ((study_uid is None or ref.study_uid == study_uid) and (series_uid is None or ref.series_uid == series_uid)
             and (modality is None or ref.modality == modality))
-
-
-def encode(ds: Dataset) -> bytes:
-    """``ds`` as pydicom encodes it (preamble and file meta), the bytes dicomweb-client sends by STOW-RS."""
-    with io.BytesIO() as buffer:
-        pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
-        return buffer.getvalue()
 
 
 def network_reason(error: Exception) -> str:

@@ -29,6 +29,7 @@ class StowServer:
     url: str
     attempts: list[tuple[int, list[str]]] = field(default_factory=list)  # (status answered, SOP UIDs sent)
     stored: list[str] = field(default_factory=list)
+    parts: list[bytes] = field(default_factory=list)  # every DICOM part received, as sent
 
 
 @pytest.fixture
@@ -40,7 +41,9 @@ def stow_server() -> Iterator[Callable[[Callable[[int], Answer]], StowServer]]:
         class Handler(QuietHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                uids = [sop_uid(part) for part in dicom_parts(body, self.headers["Content-Type"])]
+                parts = dicom_parts(body, self.headers["Content-Type"])
+                seen.parts.extend(parts)
+                uids = [sop_uid(part) for part in parts]
                 status, headers = script(len(seen.attempts))
                 seen.attempts.append((status, uids))
                 if status == 200:
@@ -161,3 +164,19 @@ def test_put_many_into_orthanc_in_one_request(empty_orthanc, sample_seg):
     for seg in segs:
         back = store.get(seg.StudyInstanceUID, seg.SeriesInstanceUID, seg.SOPInstanceUID)
         assert back.SOPInstanceUID == seg.SOPInstanceUID and back.NumberOfFrames == seg.NumberOfFrames
+
+
+def test_a_deflated_seg_goes_by_stow_as_the_bytes_every_store_writes(stow_server, sample_seg):
+    """STOW-RS sends ``dicom_file_bytes`` (zlib-ng level 8), not pydicom's own encoding (level 6, larger)."""
+    import io
+
+    import pydicom
+
+    from dicom_io.seg_file import dicom_file_bytes
+
+    server = stow_server(lambda n: (200, {}))
+    _store(server.url).put(sample_seg)
+    pydicoms = io.BytesIO()
+    pydicom.dcmwrite(pydicoms, sample_seg, enforce_file_format=True)
+    assert server.parts == [dicom_file_bytes(sample_seg)]
+    assert len(server.parts[0]) < len(pydicoms.getvalue())
