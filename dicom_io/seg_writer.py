@@ -133,7 +133,7 @@ def write_seg(
         coding_schemes=[private_scheme_item()] if any(s.type.is_private for s in structures) else None,
     )
     pixels = ct.volume.with_array(numbers)
-    if labelmap and deflate:  # one layout per series and extent, built once (dicom_io/seg_template.py)
+    if labelmap and deflate:  # the series' layout, built once and cut to this SEG's slices (dicom_io/seg_template.py)
         seg = labelmap_seg(ct, pixels, build)
     else:
         seg = shareable(build(list(ct.datasets), pixels))

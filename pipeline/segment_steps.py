@@ -24,7 +24,9 @@ import pandas as pd
 
 from pipeline import staging
 from pipeline.overlap import Overlap
-from pipeline.stage1 import OutputTask, SourceInfo, encode_output, existing_output, failed, plan_outputs, written
+from pipeline.stage1 import (
+    OutputTask, SourceInfo, encode_output, existing_output, failed, plan_outputs, segment_count, written,
+)
 from pipeline.staging import Staging, StagingMissingError
 from results.manifest import EXISTS, WRITTEN, ManifestRow, merge_into_manifest, subject_from_headers
 from results.series_ref import LOCAL, SeriesRef, fetch_series
@@ -187,25 +189,25 @@ class EncodeAndStore(beam.DoFn):
         encoded, rows = [], []
         for result in encoding.results():
             (rows if isinstance(result, ManifestRow) else encoded).append(result)
-        for (output, seg, schema_map, began), location in zip(encoded, self._put([e[1] for e in encoded]), strict=True):
+        for (output, seg, began), location in zip(encoded, self._put([e[1] for e in encoded]), strict=True):
             if isinstance(location, BaseException):
                 rows.append(failed(output.task, "store", location, began))
             else:
                 staging.discard(output.labels_uri)
-                rows.append(written(output.task, location, schema_map, began))
+                rows.append(written(output.task, location, seg, began))
         subject = subject_from_headers(ct.datasets[0])  # tables only: never logged
         yield from (replace(row, **subject) for row in rows)
         if series.complete and all(row.status in (WRITTEN, EXISTS) for row in rows):  # all in the store
             staging.discard(series.ct_uri)
 
     def _encode(self, output: StagedOutput, ct) -> tuple | ManifestRow:
-        """(output, SEG, label map, start time counting its inference), or the row of its failure."""
+        """(output, SEG, start time counting its inference), or the row of its failure."""
         began = time.perf_counter() - output.seconds
         step = "read staged labels"
         try:
             result = staging.get_labels(output.labels_uri)
             step = "encode"
-            return output, encode_output(output.task, ct, result, self.settings.seg_compression), result.labels, began
+            return output, encode_output(output.task, ct, result, self.settings.seg_compression), began
         except StagingMissingError as error:  # a retried bundle: a first attempt may have stored it and cleared up
             return self._stored_before(output.task) or failed(output.task, step, error, began)
         except Exception as error:
@@ -256,4 +258,4 @@ def stored_segment_count(row: pd.Series, store) -> int:
     except Exception as error:
         log.warning("%s: segment count of the stored SEG unknown: %s", row["seg_sop_instance_uid"], error)
         return 0
-    return sum(1 for item in seg.SegmentSequence if int(item.SegmentNumber) > 0)
+    return segment_count(seg)

@@ -18,7 +18,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
 from pydicom.dataset import Dataset
 
 from dicom_io.bonehub_provenance import stamp_statuses
@@ -27,7 +26,6 @@ from dicom_io.provenance import SegmentationSource, segmentation_uids
 from dicom_io.seg_writer import write_seg
 from dicom_io.stores import Store
 from dicom_io.vocabulary import encode_vocabulary
-from labels.slabs import present_values
 from models.augment import parse_augmentation
 from models.base import Prediction, SegmentationModel, vocabulary
 from models.segment import AugmentedCT, SchemaLabels, predict, sees_pixels
@@ -140,9 +138,14 @@ def encode_output(task: OutputTask, ct: CTSeries, result: SchemaLabels, compress
     return seg
 
 
-def written(task: OutputTask, location: str, schema_map: np.ndarray, started: float) -> ManifestRow:
-    """The row of an output stored at ``location``; ``started``: when work on it began (``time.perf_counter``)."""
-    segments = int(np.count_nonzero(present_values(schema_map)))
+def segment_count(seg: Dataset) -> int:
+    """Structures in a SEG: its segments other than a LABELMAP's background (segment 0)."""
+    return sum(1 for item in seg.SegmentSequence if int(item.SegmentNumber) > 0)
+
+
+def written(task: OutputTask, location: str, seg: Dataset, started: float) -> ManifestRow:
+    """The row of ``seg`` stored at ``location``; ``started``: when work on it began (``time.perf_counter``)."""
+    segments = segment_count(seg)
     seconds = time.perf_counter() - started
     log.info("%s: %d segments -> %s (%.1f s)", task.describe(), segments, location, seconds)
     return task.row(WRITTEN, location=location, segments=segments, seconds=seconds)

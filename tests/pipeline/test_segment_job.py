@@ -88,6 +88,8 @@ def test_failures_are_isolated_named_and_retried_on_rerun(three_series, sample_d
     decoded = read_seg(Path(sample_seg.location.removeprefix("file://")), sample_ct)
     assert decoded.volume.array.shape == sample_ct.volume.array.shape and decoded.volume.array.any()
     assert (written.segments > 0).all()
+    structures = np.unique(decoded.volume.array)
+    assert sample_seg.segments == np.count_nonzero(structures)  # the row counts the structures the SEG holds
 
     # A rerun writes nothing new, touches nothing written, and retries exactly the failures.
     calls_before = calls.read_text().splitlines()
