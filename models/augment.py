@@ -219,15 +219,10 @@ def apply(aug: Augmentation, ct_volume: hd.Volume, series_uid: str) -> hd.Volume
     """
     if isinstance(aug, Identity):
         return ct_volume
+    hu = ct_volume.array.astype(np.float32, copy=False)  # read_ct_series gives float32 already: no copy
     if isinstance(aug, Rotation):
-        # Resample maps each output point to the input point it reads: the inverse rotation. 8- and 16-bit
-        # integers go in as they are (float32 holds each exactly, so the result is the same) and come out float32.
-        stored = ct_volume.array
-        exact = stored.dtype.kind in "iu" and stored.dtype.itemsize <= 2
-        moved = _resample(stored if exact else stored.astype(np.float32), aug.matrix().T, ct_volume, sitk.sitkLinear,
-                          AIR_HU, sitk.sitkFloat32)
-        return ct_volume.with_array(moved)
-    hu = ct_volume.array.astype(np.float32, copy=False)
+        # Resample maps each output point to the input point it reads: the inverse rotation.
+        return ct_volume.with_array(_resample(hu, aug.matrix().T, ct_volume, sitk.sitkLinear, AIR_HU))
     if isinstance(aug, GaussianNoise):
         rng = np.random.Generator(np.random.PCG64(noise_seed(series_uid, aug)))
         noisy = rng.standard_normal(hu.shape, dtype=np.float32)
@@ -295,8 +290,7 @@ def _intensity(hu: np.ndarray, aug: Intensity) -> np.ndarray:
     return values
 
 
-def _resample(array: np.ndarray, matrix: np.ndarray, grid: hd.Volume, interpolator: int, fill: float,
-              pixel_type: int | None = None) -> np.ndarray:
+def _resample(array: np.ndarray, matrix: np.ndarray, grid: hd.Volume, interpolator: int, fill: float) -> np.ndarray:
     """``array`` (on ``grid``) read at ``matrix @ (p - c) + c`` for every point ``p`` of ``grid`` (c: grid centre, LPS).
 
     SimpleITK works in physical (LPS) space, so the CT's direction and origin are
@@ -312,5 +306,5 @@ def _resample(array: np.ndarray, matrix: np.ndarray, grid: hd.Volume, interpolat
     image.SetSpacing(tuple(grid.spacing)[::-1])
     image.SetDirection(np.asarray(grid.direction)[:, ::-1].ravel().tolist())
     image.SetOrigin(grid.position)
-    moved = sitk.Resample(image, image, transform, interpolator, fill, image.GetPixelID() if pixel_type is None else pixel_type)
+    moved = sitk.Resample(image, image, transform, interpolator, fill, image.GetPixelID())
     return sitk.GetArrayFromImage(moved)

@@ -199,17 +199,6 @@ def test_invert_gives_the_voxels_of_resampling_the_transposed_labels(phantom, de
     assert invert(Identity(), labels, ct) is labels
 
 
-def test_rotation_of_integer_hu_equals_the_rotation_of_its_float32_copy(phantom):
-    """16-bit CT values go into the resampler as they are: the augmented CT is the one of their float32 copy."""
-    ct, _ = phantom
-    rotation = Rotation((-6, 4, 8))
-    as_int16 = ct.with_array(np.round(ct.array).astype(np.int16))
-    as_float32 = ct.with_array(as_int16.array.astype(np.float32))
-    rotated = apply(rotation, as_int16, SERIES_UID).array
-    assert rotated.dtype == np.float32
-    assert np.array_equal(rotated, apply(rotation, as_float32, SERIES_UID).array)
-
-
 def test_in_place_augmentations_give_the_values_of_their_formulas(phantom):
     """Noise is the seeded float32 PCG64 stream times sigma, added to the HU; intensity runs each voxel through its formula."""
     from models.augment import noise_seed
