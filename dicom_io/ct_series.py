@@ -159,7 +159,10 @@ def _decode_rescaled(datasets: list[Dataset], series_uid: str, atol: float,
     first = ordered[0]
     array = np.empty((len(ordered), int(first.Rows), int(first.Columns)), np.float32)
     for plane, ds in zip(array, ordered):
-        pixels = ds.pixel_array
+        try:
+            pixels = ds.pixel_array
+        except Exception as exc:  # truncated or undecodable pixel data: this slice, named
+            raise DicomInputError(f"cannot decode the pixels of {ds.filename} in series {series_uid}: {exc}") from exc
         # highdicom's arithmetic exactly: slope and intercept as float32 scalars, applied only when not neutral
         slope = np.float64(ds.get("RescaleSlope", 1.0) or 1.0).astype(np.float32)
         intercept = np.float64(ds.get("RescaleIntercept", 0.0) or 0.0).astype(np.float32)

@@ -5,6 +5,7 @@ from pathlib import Path
 import highdicom as hd
 import numpy as np
 import pydicom
+import pytest
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
@@ -79,3 +80,13 @@ def test_anything_but_a_rescaled_single_frame_slice_goes_through_highdicom(ct_co
     except ValueError:
         pass  # whatever highdicom makes of it: the point is who decoded
     assert len(calls) == 1
+
+
+def test_a_slice_whose_pixels_cannot_be_decoded_is_named(ct_copy):
+    from dicom_io.errors import DicomInputError
+
+    ds = pydicom.dcmread(ct_copy[4])
+    ds.PixelData = ds.PixelData[:100]  # truncated
+    ds.save_as(ct_copy[4])
+    with pytest.raises(DicomInputError, match=f"cannot decode the pixels of .*{ct_copy[4].name}"):
+        read_ct_series(ct_copy[0].parent)
